@@ -1,0 +1,193 @@
+"""The ``chatlab`` command line: one subcommand per tool of the kit.
+
+Every subcommand checks its arguments before doing anything, says what was wrong
+in one line and exits non-zero; nothing prints a traceback at a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from chatlab import __version__, protocol
+
+
+def _positive_int(text: str) -> int:
+    value = _parse(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _parse(float, text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _parse(int, text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text}")
+    return value
+
+
+def _parse(kind: Callable[[str], int | float], text: str):  # type: ignore[no-untyped-def]
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=protocol.DEFAULT_HOST, help="address (default %(default)s)")
+    parser.add_argument("--port", type=_port, default=protocol.DEFAULT_PORT, help="TCP port (default %(default)s)")
+
+
+# -- chatlab server ---------------------------------------------------------------
+
+
+def _add_server(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("server", help="run a chat server", description="Run a chat server.")
+    _add_address(parser)
+    parser.add_argument(
+        "--impl",
+        choices=["reference", "naive"],
+        default="reference",
+        help="reference: the correct server; naive: the original assignment, bugs included",
+    )
+    parser.add_argument("--max-clients", type=_positive_int, default=protocol.MAX_CLIENTS, help="open connections at most (default %(default)s)")
+    parser.add_argument("--max-line", type=_positive_int, default=protocol.MAX_LINE, help="bytes per client line, LF included (default %(default)s)")
+    parser.add_argument("--outbox", type=_positive_int, default=protocol.OUTBOX_LIMIT, help="bytes queued per client before it is cut off as too slow (default %(default)s)")
+    parser.add_argument("--rate", type=_positive_float, help="flood limit: lines per second per client (off by default)")
+    parser.add_argument("--burst", type=_positive_int, help="flood limit: lines a client may send at once")
+    parser.add_argument("--name-timeout", type=_positive_float, default=protocol.NAME_TIMEOUT, help="seconds a new connection has to send its name (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log message texts too")
+    parser.set_defaults(run=_run_server)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    if (args.rate is None) != (args.burst is None):
+        return _fail("server", "--rate and --burst go together: give both, or neither")
+    if args.max_line < 2:
+        return _fail("server", "--max-line must be at least 2 (one byte and the LF)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if args.impl == "naive":
+        from chatlab.naive import NaiveServer
+
+        server = NaiveServer(args.host, args.port)
+    else:
+        from chatlab.server import ChatServer
+
+        server = ChatServer(
+            args.host,
+            args.port,
+            max_clients=args.max_clients,
+            max_line=args.max_line,
+            outbox_limit=args.outbox,
+            rate=args.rate,
+            burst=args.burst,
+            name_timeout=args.name_timeout,
+            verbose=args.verbose,
+        )
+    try:
+        server.start()
+    except OSError as error:
+        return _fail("server", f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
+    try:
+        stop_requested.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+# -- chatlab client -----------------------------------------------------------------
+
+
+def _add_client(subparsers: argparse._SubParsersAction) -> None:
+    from chatlab import terminal
+
+    parser = subparsers.add_parser(
+        "client",
+        help="chat from the terminal",
+        description="Chat from the terminal. With stdin not a terminal, send its lines and print what arrives.",
+    )
+    terminal.add_arguments(parser)
+    parser.add_argument(
+        "--impl",
+        choices=["reference", "naive"],
+        default="reference",
+        help="naive: the original assignment's client, with its exit bug (ignores --name, --lang, --no-color)",
+    )
+    parser.set_defaults(run=_run_client)
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    if args.impl == "naive":
+        from chatlab.naive_client import main as naive_main
+
+        return naive_main(args.host, args.port)
+    from chatlab import terminal
+
+    return terminal.main(args)
+
+
+# -- chatlab demo -------------------------------------------------------------------
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="watch a few scripted users chat on a reference server",
+        description="Start a reference server and a few scripted users who join, chat, whisper and leave; print the transcript.",
+    )
+    parser.add_argument("--users", type=_positive_int, default=4, help="how many scripted users (default %(default)s)")
+    parser.add_argument("--rounds", type=_positive_int, default=3, help="how many rounds of chatter (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same chat (default %(default)s)")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from chatlab import demo
+
+    return demo.run(users=args.users, rounds=args.rounds, seed=args.seed)
+
+
+# -- entry point ---------------------------------------------------------------------
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"chatlab {command}: {message}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, for ``main`` and for tests."""
+    parser = argparse.ArgumentParser(prog="chatlab", description="chatlab: a lab kit for concurrent network programming.")
+    parser.add_argument("--version", action="version", version=f"chatlab {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in (_add_server, _add_client, _add_demo):
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
