@@ -217,6 +217,7 @@ class ChatServer:
 
         self._stopping = threading.Event()  # set once by stop(); readers then skip leave notices
         self._listener: socket.socket | None = None
+        self._address: tuple[str, int] | None = None
         self._wakeup_receive, self._wakeup_send = socket.socketpair()  # wakes the accept loop on stop
         self._accept_thread: threading.Thread | None = None
         # Readers and writers still running, to join on stop. Only the accept thread
@@ -228,10 +229,9 @@ class ChatServer:
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) actually bound; with ``port=0`` the kernel picked the port."""
-        if self._listener is None:
+        if self._address is None:
             raise RuntimeError("the server is not started")
-        host, port = self._listener.getsockname()[:2]
-        return host, port
+        return self._address
 
     def start(self) -> ChatServer:
         """Bind, listen and start accepting; returns self. Raises OSError if the port is taken."""
@@ -239,6 +239,7 @@ class ChatServer:
         listener = socket.create_server((self.host, self.port), backlog=128, reuse_port=False)
         listener.setblocking(False)  # the accept loop waits in select(), not in accept()
         self._listener = listener
+        self._address = listener.getsockname()[:2]
         self._accept_thread = threading.Thread(target=self._accept_loop, name="accept")
         self._accept_thread.start()
         log.info("listening on %s:%d", *self.address)
