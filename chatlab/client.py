@@ -21,8 +21,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from chatlab.protocol import (
     DEFAULT_HOST,

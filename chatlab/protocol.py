@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar, Union
+from typing import Generic, TypeVar
 
 # ---------------------------------------------------------------------------
 # 1. Constants and texts
@@ -153,7 +154,7 @@ class InvalidUtf8:
     data: bytes  #: the raw bytes of the line, for logs and tests
 
 
-Frame = Union[Line, LineTooLong, InvalidUtf8]
+Frame = Line | LineTooLong | InvalidUtf8
 
 
 def decode_line(data: bytes) -> Line | InvalidUtf8:
@@ -330,7 +331,7 @@ class UnknownCommand:
     word: str  #: the command word as sent, slash included
 
 
-Command = Union[Say, Whisper, BadWhisper, ListUsers, Help, Quit, UnknownCommand]
+Command = Say | Whisper | BadWhisper | ListUsers | Help | Quit | UnknownCommand
 
 _COMMANDS: dict[str, Command] = {"/users": ListUsers(), "/help": Help(), "/quit": Quit()}
 
@@ -529,7 +530,7 @@ class Unparsed:
     text: str
 
 
-ServerLine = Union[Notice, ErrorLine, Message, Unparsed]
+ServerLine = Notice | ErrorLine | Message | Unparsed
 
 
 def _subject(text: str, suffix: str) -> str | None:

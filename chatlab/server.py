@@ -42,8 +42,8 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from chatlab import protocol
 from chatlab.protocol import (
