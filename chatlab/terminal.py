@@ -55,6 +55,7 @@ language of the original assignment; chat text itself is never translated), and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -598,7 +599,11 @@ def run_interactive(
         sock = open_socket(host, port)
     except OSError as error:
         return _cannot_connect(host, port, error, lang, stderr or sys.stderr)
-    with create_app_session(input=input, output=output), patch_stdout(raw=True):
+    # Only tests replace the terminal. A fresh app session for the real terminal
+    # would give the prompt and the stdout proxy different outputs, and incoming lines
+    # would then be glued to the half-typed input line instead of printed above it.
+    terminal = create_app_session(input=input, output=output) if input or output else contextlib.nullcontext()
+    with terminal, patch_stdout(raw=True):
         # Inside patch_stdout, sys.stdout is the proxy that prints above the prompt.
         # raw=True lets our colour codes through; render() has removed the peer's.
         client = InteractiveClient(sock, name, lang, color, screen=sys.stdout)
