@@ -191,6 +191,7 @@ class ChatServer:
         burst: int | None = None,
         name_timeout: float = protocol.NAME_TIMEOUT,
         shutdown_flush: float = protocol.SHUTDOWN_FLUSH,
+        send_buffer: int | None = None,
         verbose: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -205,6 +206,10 @@ class ChatServer:
         self.burst = burst
         self.name_timeout = name_timeout
         self.shutdown_flush = shutdown_flush
+        # The kernel's send buffer per client (SO_SNDBUF), None for the system's
+        # default. It comes on top of the outbox; labs make it small so that a
+        # client that stops reading is cut off after kilobytes, not megabytes.
+        self.send_buffer = send_buffer
         self.verbose = verbose  # log message texts too
         self.clock = clock
 
@@ -311,6 +316,8 @@ class ChatServer:
             return
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small lines go out at once
+        if self.send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         peer = f"{address[0]}:{address[1]}"
         connection = Connection(sock, peer, Outbox(self.outbox_limit))
         if self.rate is not None and self.burst is not None:
