@@ -162,6 +162,69 @@ def _run_demo(args: argparse.Namespace) -> int:
     return demo.run(users=args.users, rounds=args.rounds, seed=args.seed)
 
 
+# -- chatlab swarm -------------------------------------------------------------------
+
+
+def _target(text: str) -> tuple[str, int]:
+    host, separator, port = text.rpartition(":")
+    if not separator or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, _port(port)
+
+
+def _add_swarm(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "swarm",
+        help="run a bot scenario against a server and check every delivery",
+        description=(
+            "Run a scenario of scripted bots against a chat server, check that nothing was lost, "
+            "duplicated, reordered or leaked, and measure latency and fairness. "
+            "Exit status: 0 when the checker found nothing, 1 when it found violations, 2 on a usage error."
+        ),
+    )
+    parser.add_argument("scenario", help="a scenario file, such as bots/broadcast.py")
+    parser.add_argument("--bots", type=_positive_int, help="how many bots in the scenario's mix (default: the scenario's)")
+    parser.add_argument("--duration", type=_positive_float, help="seconds of steady phase (default: the scenario's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same run (default %(default)s)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--server", choices=["reference", "naive"], default="reference", help="start this server in-process (default %(default)s)")
+    where.add_argument("--target", type=_target, metavar="HOST:PORT", help="test a server that is already running")
+    parser.add_argument("--rate", type=_positive_float, help="override every bot's think time: this many tasks per second per bot, at Poisson moments")
+    parser.add_argument("--out", help="folder for the report (default: runs/SCENARIO-TIME)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.set_defaults(run=_run_swarm)
+
+
+def _run_swarm(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from chatlab.swarm.engine import ScenarioError, progress_printer
+    from chatlab.swarm.runner import run
+
+    out = args.out or str(Path("runs") / f"{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        result = run(
+            args.scenario,
+            bots=args.bots,
+            duration=args.duration,
+            seed=args.seed,
+            server=args.server,
+            target=args.target,
+            rate=args.rate,
+            out=out,
+            progress=None if args.quiet else progress_printer(),
+        )
+    except ScenarioError as error:
+        print(f"chatlab swarm: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        return _fail("swarm", f"cannot run the swarm: {error}")
+    print(result.summary_table())
+    print(f"report: {result.report_dir / 'report.html'}")
+    return 0 if result.ok else 1
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -175,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatlab", description="chatlab: a lab kit for concurrent network programming.")
     parser.add_argument("--version", action="version", version=f"chatlab {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_server, _add_client, _add_demo):
+    for add in (_add_server, _add_client, _add_demo, _add_swarm):
         add(subparsers)
     return parser
 
