@@ -214,9 +214,12 @@ class NaiveServer:
                 try:
                     # BUG 8 (a slow reader freezes everyone after it): send() blocks this,
                     # the sender's, thread while the recipient's buffers are full, and
-                    # the users after it in the dict wait too. (send() may also send
-                    # only part of the message; nobody checks.) Fixed in the reference
-                    # server, where each client has an outbox and a writer thread.
+                    # the users after it in the dict wait too. When that reader dies,
+                    # send() fails (BUG 2), or returns having sent only part of the
+                    # message (nobody checks), and the loop's next step finds that the
+                    # dict changed meanwhile (BUG 9): either way the stuck sender is
+                    # kicked. Fixed in the reference server, where each client has an
+                    # outbox and a writer thread.
                     client_socket.send(message)
                 except:  # noqa: E722  (the seed's bare except, kept on purpose)
                     client_socket.close()
