@@ -30,6 +30,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = _parse(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _parse(float, text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _parse(int, text)
     if not 0 <= value <= 65535:
@@ -185,11 +199,13 @@ def _add_swarm(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("scenario", help="a scenario file, such as bots/broadcast.py")
     parser.add_argument("--bots", type=_positive_int, help="how many bots in the scenario's mix (default: the scenario's)")
     parser.add_argument("--duration", type=_positive_float, help="seconds of steady phase (default: the scenario's)")
+    parser.add_argument("--ramp-up", type=_non_negative_float, help="seconds over which the bots connect (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same run (default %(default)s)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", choices=["reference", "naive"], default="reference", help="start this server in-process (default %(default)s)")
     where.add_argument("--target", type=_target, metavar="HOST:PORT", help="test a server that is already running")
     parser.add_argument("--rate", type=_positive_float, help="override every bot's think time: this many tasks per second per bot, at Poisson moments")
+    parser.add_argument("--workers", type=_non_negative_int, default=0, help="run the bots in this many separate processes (for hundreds of bots; default: in this process)")
     parser.add_argument("--out", help="folder for the report (default: runs/SCENARIO-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(run=_run_swarm)
@@ -208,10 +224,12 @@ def _run_swarm(args: argparse.Namespace) -> int:
             args.scenario,
             bots=args.bots,
             duration=args.duration,
+            ramp_up=args.ramp_up,
             seed=args.seed,
             server=args.server,
             target=args.target,
             rate=args.rate,
+            workers=args.workers,
             out=out,
             progress=None if args.quiet else progress_printer(),
         )

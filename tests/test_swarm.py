@@ -136,3 +136,11 @@ def test_swarm_command_usage_errors_exit_2(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bots_in_worker_processes_merge_into_one_checked_run():
+    result = run(BOTS / "broadcast.py", seed=3, server="reference", workers=2, bots=6, duration=1.0)
+    assert result.ok, result.summary_table()
+    assert result.meta["bots"] == 6 and len(result.meta["personas"]) == 6
+    senders = {event.bot for event in result.events if event.kind == ev.SEND}
+    assert len(senders) > 1 and result.metrics.expected > 0

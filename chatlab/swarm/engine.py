@@ -124,8 +124,7 @@ class BotRunner:
         seed: int,
         vocabulary: Vocabulary,
         address: tuple[str, int],
-        timeline: Timeline,
-        connect_at_ns: int,
+        go: threading.Event,
         draining: threading.Event,
         stopped: threading.Event,
         wait_time_override: Callable[[random.Random], float] | None = None,
@@ -135,9 +134,11 @@ class BotRunner:
         self.rng = random.Random(f"{seed}/{label}")
         self.vocabulary = vocabulary
         self.address = address
-        self.timeline = timeline
-        self.connect_at_ns = connect_at_ns
+        self.timeline = Timeline(0, 0, 0)  # set by the group before `go`
+        self.connect_at_ns = 0  # likewise: when this bot connects
+        self.go = go  # the start barrier: set once every bot thread of the run is ready
         self.draining = draining  # set: no more tasks, just keep reading
+        self.done_sending = threading.Event()  # set by this thread once it will send no more
         self.stopped = stopped  # set: the run is over, stop recording and close
         self.events: list[Event] = []  # appended by this bot's thread only
         self.sent = 0  # messages sent, for the progress line (read racily by the main thread)
@@ -167,6 +168,7 @@ class BotRunner:
 
     def _run(self) -> None:
         try:
+            self.go.wait()
             self._wait_until(self.connect_at_ns)
             if not self.stopped.is_set():
                 self.connect()
@@ -176,11 +178,13 @@ class BotRunner:
                     break  # drain began while waiting
                 self._act(next_ns)
                 next_ns += self._gap_ns()
+            self.done_sending.set()
             while not self.stopped.is_set() and self.sock is not None:
                 self._pump(until_ns=None)
         except Exception as error:  # one bot's failure must not stop the swarm
             self.record(ev.CLOSED, text=f"bot error: {type(error).__name__}: {error}")
         finally:
+            self.done_sending.set()
             self._close_quietly()
 
     def _gap_ns(self) -> int:
@@ -444,95 +448,286 @@ class RawRun:
     labels: dict[str, str] = field(default_factory=dict)  # label -> persona
 
 
+@dataclass(frozen=True)
+class PlannedBot:
+    """One bot of the run: its place in the joining order, class, label and name."""
+
+    index: int
+    bot_class: type[Bot]
+    label: str
+    name: str
+
+
+def plan_population(scenario: Scenario, bots: int | None, seed: int) -> tuple[list[PlannedBot], Vocabulary]:
+    """Every bot of the run, in joining order; the same for the same seed, in any process."""
+    population = scenario.population(bots)
+    if not population:
+        raise ScenarioError("the scenario has no bots")
+    vocabulary = Vocabulary.generate(seed, len(population))
+    random.Random(seed).shuffle(population)  # personas join in a mixed order
+    plan = [PlannedBot(i, bot_class, f"b{i:03d}", vocabulary.names[i]) for i, bot_class in enumerate(population)]
+    return plan, vocabulary
+
+
+def make_timeline(ramp_up: float, steady: float) -> Timeline:
+    start_ns = time.monotonic_ns() + int(0.1e9)  # a moment for the `go` to reach every thread
+    ramp_ns = int(ramp_up * 1e9)
+    return Timeline(start_ns, start_ns + ramp_ns, start_ns + ramp_ns + int(steady * 1e9))
+
+
+class BotGroup:
+    """Bot threads in this process, for part or all of the population."""
+
+    def __init__(self, plan: list[PlannedBot], total: int, vocabulary: Vocabulary, address: tuple[str, int],
+                 seed: int, rate: float | None) -> None:
+        self.total = total
+        self.go, self.draining, self.stopped = threading.Event(), threading.Event(), threading.Event()
+        wait_override = poisson(rate) if rate else None
+        threading.stack_size(THREAD_STACK_SIZE)
+        self.runners = [
+            BotRunner(planned.bot_class, planned.label, planned.name, seed, vocabulary, address,
+                      self.go, self.draining, self.stopped, wait_override)
+            for planned in plan
+        ]
+        self.indexes = [planned.index for planned in plan]
+        self.monitor = StallMonitor(self.stopped)
+        for runner in self.runners:
+            runner.thread.start()  # each waits at the start barrier (`go`)
+
+    def launch(self, timeline: Timeline) -> None:
+        """Give every bot the timeline and its connection time, then open the barrier."""
+        ramp_ns = timeline.steady_start_ns - timeline.start_ns
+        for runner, index in zip(self.runners, self.indexes, strict=True):
+            runner.timeline = timeline
+            runner.connect_at_ns = timeline.start_ns + (ramp_ns * index // self.total if self.total > 1 else 0)
+        self.monitor.thread.start()
+        self.go.set()
+
+    def begin_drain(self) -> None:
+        """Stop every bot's tasks, and wait (bounded) until a task in progress has finished.
+
+        After this no bot sends anything, so a snapshot of the log holds every send.
+        """
+        self.draining.set()
+        deadline = time.monotonic() + CONNECT_TIMEOUT + QUIT_TIMEOUT
+        for runner in self.runners:
+            runner.done_sending.wait(max(0.0, deadline - time.monotonic()))
+
+    def counts(self) -> tuple[int, int]:
+        """(sent, received) so far, for the progress line."""
+        return sum(r.sent for r in self.runners), sum(r.received for r in self.runners)
+
+    def events(self) -> list[Event]:
+        """All events so far (a copy: the bots may still be appending)."""
+        merged = [event for runner in self.runners for event in list(runner.events)]
+        return merged + list(self.monitor.events)
+
+    def stop(self) -> None:
+        """End the run: no more recording; every thread closes its socket and is joined."""
+        self.go.set()  # in case the run ends before it began
+        self.draining.set()
+        self.stopped.set()
+        for runner in self.runners:
+            runner.thread.join(CONNECT_TIMEOUT + QUIT_TIMEOUT)
+        if self.monitor.thread.is_alive():
+            self.monitor.thread.join(1.0)
+
+    def connections_asked(self) -> int:
+        return sum(runner.conn + 1 for runner in self.runners)
+
+    def labels(self) -> dict[str, str]:
+        return {runner.label: runner.bot.persona for runner in self.runners}
+
+
 def run_bots(
     scenario: Scenario,
     address: tuple[str, int],
     *,
     bots: int | None = None,
     duration: float | None = None,
+    ramp_up: float | None = None,
     seed: int = 0,
     rate: float | None = None,
     drain_done: Callable[[list[Event]], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> RawRun:
-    """Run the scenario's bots against ``address`` and return the merged event log.
+    """Run the scenario's bots in this process against ``address``; return the merged log.
 
     ``drain_done(events)`` is asked during the drain whether every expected delivery
     has arrived; the drain ends when it says so or after ``scenario.drain`` seconds.
     ``progress(phase, sent, received)`` is called about twice a second.
     """
-    population = scenario.population(bots)
-    if not population:
-        raise ScenarioError("the scenario has no bots")
-    steady = scenario.duration if duration is None else duration
-    vocabulary = Vocabulary.generate(seed, len(population))
-    order = random.Random(seed)
-    order.shuffle(population)  # personas join in a mixed order, the same for the same seed
+    plan, vocabulary = plan_population(scenario, bots, seed)
+    group = BotGroup(plan, len(plan), vocabulary, address, seed, rate)
+    timeline = make_timeline(scenario.ramp_up if ramp_up is None else ramp_up,
+                             scenario.duration if duration is None else duration)
+    group.launch(timeline)
+    try:
+        _steady(timeline, group.counts, progress)
+        group.begin_drain()
+        drain_end_ns = _drain(scenario.drain, group.counts, progress,
+                              None if drain_done is None else lambda: drain_done(_in_order(group.events())))
+    finally:
+        group.stop()
+    if progress is not None:
+        progress("done", *group.counts())
+    return RawRun(_in_order(group.events()), timeline, drain_end_ns, len(plan), group.connections_asked(), group.labels())
 
-    threading.stack_size(THREAD_STACK_SIZE)
-    now = time.monotonic_ns()
-    start_ns = now + int(0.2e9)  # a moment for every thread to be ready
-    ramp_ns = int(scenario.ramp_up * 1e9)
-    timeline = Timeline(start_ns, start_ns + ramp_ns, start_ns + ramp_ns + int(steady * 1e9))
-    draining, stopped = threading.Event(), threading.Event()
-    wait_override = poisson(rate) if rate else None
-    runners = []
-    for index, bot_class in enumerate(population):
-        label = f"b{index:03d}"
-        connect_at = start_ns + (ramp_ns * index // len(population) if len(population) > 1 else 0)
-        runners.append(
-            BotRunner(bot_class, label, vocabulary.names[index], seed, vocabulary, address, timeline,
-                      connect_at, draining, stopped, wait_override)
-        )
-    monitor = StallMonitor(stopped)
-    monitor.thread.start()
-    for runner in runners:
-        runner.thread.start()
 
-    def report(phase: str) -> None:
+def _steady(timeline: Timeline, counts: Callable[[], tuple[int, int]],
+            progress: Callable[[str, int, int], None] | None) -> None:
+    """Wait through the ramp-up and the steady phase, reporting progress."""
+    while (now := time.monotonic_ns()) < timeline.steady_end_ns:
         if progress is not None:
-            progress(phase, sum(r.sent for r in runners), sum(r.received for r in runners))
-
-    while time.monotonic_ns() < timeline.steady_end_ns:
-        phase = "ramp-up" if time.monotonic_ns() < timeline.steady_start_ns else "steady"
-        report(phase)
-        stopped.wait(min(0.5, max(0.0, (timeline.steady_end_ns - time.monotonic_ns()) / 1e9)))
-    draining.set()
-    drain_deadline = time.monotonic_ns() + int(scenario.drain * 1e9)
-    while time.monotonic_ns() < drain_deadline:
-        report("drain")
-        if drain_done is not None and drain_done(_merge(runners, monitor)):
-            break
-        stopped.wait(0.25)
-    drain_end_ns = time.monotonic_ns()
-    stopped.set()
-    for runner in runners:
-        runner.thread.join(CONNECT_TIMEOUT + QUIT_TIMEOUT)
-    monitor.thread.join(1.0)
-    report("done")
-    return RawRun(
-        events=_merge(runners, monitor),
-        timeline=timeline,
-        drain_end_ns=drain_end_ns,
-        bots=len(runners),
-        connections_asked=sum(r.conn + 1 for r in runners),
-        labels={r.label: r.bot.persona for r in runners},
-    )
+            progress("ramp-up" if now < timeline.steady_start_ns else "steady", *counts())
+        time.sleep(min(0.5, (timeline.steady_end_ns - now) / 1e9))  # pacing a progress line, not synchronizing
 
 
-def _merge(runners: list[BotRunner], monitor: StallMonitor) -> list[Event]:
-    """All events of all bots, in time order (a copy: the bots may still be appending)."""
-    merged = [event for runner in runners for event in list(runner.events)]
-    merged += list(monitor.events)
-    merged.sort(key=lambda event: event.t_ns)
-    return merged
+def _drain(limit: float, counts: Callable[[], tuple[int, int]], progress: Callable[[str, int, int], None] | None,
+           done: Callable[[], bool] | None) -> int:
+    """Wait until ``done()`` says every expected delivery arrived, at most ``limit`` seconds.
+
+    Without ``done`` (bots in other processes, whose logs arrive only at the end), the
+    drain ends once nothing more has been received for a second.
+    """
+    deadline = time.monotonic_ns() + int(limit * 1e9)
+    pause, quiet_since, last_received = 0.25, time.monotonic(), -1
+    while time.monotonic_ns() < deadline:
+        sent, received = counts()
+        if progress is not None:
+            progress("drain", sent, received)
+        if done is not None:
+            asked = time.monotonic()
+            if done():
+                break
+            pause = max(0.25, 2 * (time.monotonic() - asked))  # a big log takes a while to check
+        else:
+            if received != last_received:
+                quiet_since, last_received = time.monotonic(), received
+            elif time.monotonic() - quiet_since >= 1.0:
+                break
+        time.sleep(pause)  # pacing the checks, not synchronizing
+    return time.monotonic_ns()
+
+
+def _in_order(events: list[Event]) -> list[Event]:
+    return sorted(events, key=lambda event: event.t_ns)
+
+
+# -- bots in worker processes -----------------------------------------------------------------
+#
+# One Python process runs one thread at a time (the GIL). A thousand bots that each
+# read hundreds of lines a second are more than one process can keep up with, and
+# the harness would then measure itself. ``run_bots_in_workers`` splits the bots
+# over several processes, each running a BotGroup. time.monotonic_ns() is the same
+# clock in every process of a machine, so their events merge into one timeline.
+
+
+def _worker_main(scenario_path: str, address: tuple[str, int], bots: int | None, seed: int, rate: float | None,
+                 worker: int, workers: int, pipe, counters) -> None:  # type: ignore[no-untyped-def]
+    """The body of one worker process: its share of the bots, driven by the coordinator."""
+    scenario = load_scenario(scenario_path)
+    plan, vocabulary = plan_population(scenario, bots, seed)
+    share = [planned for planned in plan if planned.index % workers == worker]
+    group = BotGroup(share, len(plan), vocabulary, address, seed, rate)
+    try:
+        pipe.send("ready")
+        group.launch(pipe.recv())
+        while True:
+            counters[0], counters[1] = group.counts()
+            if pipe.poll(0.25):
+                command = pipe.recv()
+                if command == "drain":
+                    group.begin_drain()
+                elif command == "stop":
+                    break
+    finally:
+        group.stop()
+    pipe.send((group.events(), group.connections_asked(), group.labels()))
+
+
+def run_bots_in_workers(
+    scenario_path: str | Path,
+    address: tuple[str, int],
+    *,
+    workers: int,
+    bots: int | None = None,
+    duration: float | None = None,
+    ramp_up: float | None = None,
+    seed: int = 0,
+    rate: float | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RawRun:
+    """Like :func:`run_bots`, with the bots spread over ``workers`` processes."""
+    import multiprocessing
+
+    scenario = load_scenario(scenario_path)
+    total = len(scenario.population(bots))
+    context = multiprocessing.get_context("spawn")  # never fork a process full of threads
+    pipes, processes, counters = [], [], []
+    for worker in range(workers):
+        ours, theirs = context.Pipe()
+        shared = context.Array("q", 2, lock=False)
+        process = context.Process(
+            target=_worker_main, name=f"swarm-worker-{worker}",
+            args=(str(scenario_path), address, bots, seed, rate, worker, workers, theirs, shared),
+        )
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+        counters.append(shared)
+
+    def counts() -> tuple[int, int]:
+        return sum(c[0] for c in counters), sum(c[1] for c in counters)
+
+    try:
+        for pipe in pipes:
+            if not pipe.poll(60) or pipe.recv() != "ready":
+                raise ScenarioError("a worker process did not start")
+        timeline = make_timeline(scenario.ramp_up if ramp_up is None else ramp_up,
+                                 scenario.duration if duration is None else duration)
+        for pipe in pipes:
+            pipe.send(timeline)
+        _steady(timeline, counts, progress)
+        for pipe in pipes:
+            pipe.send("drain")
+        drain_end_ns = _drain(scenario.drain, counts, progress, None)
+        for pipe in pipes:
+            pipe.send("stop")
+        events: list[Event] = []
+        asked, labels = 0, {}
+        for pipe in pipes:
+            if not pipe.poll(CONNECT_TIMEOUT + QUIT_TIMEOUT + 30):
+                raise ScenarioError("a worker process did not report its events")
+            worker_events, worker_asked, worker_labels = pipe.recv()
+            events += worker_events
+            asked += worker_asked
+            labels.update(worker_labels)
+    finally:
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+    if progress is not None:
+        progress("done", *counts())
+    return RawRun(_in_order(events), timeline, drain_end_ns, total, asked, labels)
 
 
 def progress_printer(stream=sys.stderr) -> Callable[[str, int, int], None]:  # type: ignore[no-untyped-def]
-    """A progress line for terminals: phase, and live send and receive rates."""
-    last = {"t": time.monotonic(), "sent": 0, "received": 0}
+    """A progress line for terminals: phase, and live send and receive rates.
+
+    Redrawn in place on a terminal; elsewhere (a log, CI) only the phase changes are printed.
+    """
+    last = {"t": time.monotonic(), "sent": 0, "received": 0, "phase": ""}
+    interactive = stream.isatty()
 
     def show(phase: str, sent: int, received: int) -> None:
+        if not interactive:
+            if phase != last["phase"]:
+                print(f"{phase}: {sent:,} sent, {received:,} received", file=stream, flush=True)
+                last["phase"] = phase
+            return
         now = time.monotonic()
         elapsed = max(1e-9, now - last["t"])
         send_rate = (sent - last["sent"]) / elapsed

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chatlab.swarm import checker, metrics, report
-from chatlab.swarm.engine import RawRun, ScenarioError, load_scenario, run_bots
+from chatlab.swarm.engine import RawRun, ScenarioError, load_scenario, run_bots, run_bots_in_workers
 from chatlab.swarm.events import Event
 from chatlab.swarm.scenario import Scenario
 
@@ -96,18 +96,24 @@ def run(
     *,
     bots: int | None = None,
     duration: float | None = None,
+    ramp_up: float | None = None,
     seed: int = 0,
     server: str = "reference",
     target: tuple[str, int] | None = None,
     rate: float | None = None,
+    workers: int = 0,
     out: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SwarmRun:
     """Run a scenario against an in-process ``server`` or an outside ``target``; judge it.
 
     With ``out``, the report (events.csv, summary.json, charts, report.html) is
-    written to that folder.
+    written to that folder. With ``workers`` above 0 the bots run in that many
+    separate processes (for hundreds of bots: one process cannot read for them all);
+    ``scenario`` must then be a file, which each worker loads.
     """
+    if workers and isinstance(scenario, Scenario):
+        raise ScenarioError("bots in worker processes need a scenario file, not a Scenario object")
     if isinstance(scenario, Scenario):
         loaded, scenario_name = scenario, "scenario"
     else:
@@ -119,10 +125,16 @@ def run(
         address_context = in_process_server(server, loaded.server_options if server == "reference" else {})
         server_label = server
     with address_context as address:
-        raw: RawRun = run_bots(
-            loaded, address, bots=bots, duration=duration, seed=seed, rate=rate,
-            drain_done=_drain_check, progress=progress,
-        )
+        if workers:
+            raw: RawRun = run_bots_in_workers(
+                str(scenario), address, workers=workers, bots=bots, duration=duration, ramp_up=ramp_up,
+                seed=seed, rate=rate, progress=progress,
+            )
+        else:
+            raw = run_bots(
+                loaded, address, bots=bots, duration=duration, ramp_up=ramp_up, seed=seed, rate=rate,
+                drain_done=_drain_check, progress=progress,
+            )
     result = checker.check(raw.events, drain_end_ns=raw.drain_end_ns)
     steady_s = (raw.timeline.steady_end_ns - raw.timeline.steady_start_ns) / 1e9
     figures = metrics.compute(raw.events, result.deliveries, duration_s=steady_s)
@@ -133,9 +145,10 @@ def run(
         "bots": raw.bots,
         "personas": raw.labels,
         "duration_s": steady_s,
-        "ramp_up_s": loaded.ramp_up,
+        "ramp_up_s": (raw.timeline.steady_start_ns - raw.timeline.start_ns) / 1e9,
         "server": server_label,
         "rate": rate,
+        "workers": workers,
         "connections_asked": raw.connections_asked,
         "start_ns": raw.timeline.start_ns,
         "drain_end_ns": raw.drain_end_ns,
