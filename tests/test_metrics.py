@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
+from chatlab.swarm.checker import Delivery
 from chatlab.swarm.events import CONNECT, JOINED, LEAVE, RECV, REFUSED, SEND, STALL, Event
 from chatlab.swarm.metrics import Distribution, compute, jain_index, nearest_rank
 
 MS = 1_000_000
 S = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A stand-in for checker.Delivery, with the same fields."""
-
-    msg_id: str
-    sender: str
-    receiver: str
-    receiver_conn: int
-    sent: Event
-    received: Event | None
-    certain: bool
 
 
 def send(bot: str, seq: int, planned_ns: int, late_ns: int = 0) -> Event:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from matplotlib.figure import Figure
 
+from chatlab.swarm.checker import Delivery
 from chatlab.swarm.events import CONNECT, JOINED, LEAVE, RECV, SEND, STALL, Event, read_csv
 from chatlab.swarm.metrics import Metrics, compute
 from chatlab.swarm.report import (
@@ -26,19 +27,6 @@ from chatlab.swarm.report import (
 
 MS = 1_000_000
 S = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A stand-in for checker.Delivery, with the same fields."""
-
-    msg_id: str
-    sender: str
-    receiver: str
-    receiver_conn: int
-    sent: Event
-    received: Event | None
-    certain: bool
 
 
 @dataclass(frozen=True)
