@@ -587,8 +587,8 @@ def _drain(limit: float, counts: Callable[[], tuple[int, int]], progress: Callab
            done: Callable[[], bool] | None) -> int:
     """Wait until ``done()`` says every expected delivery arrived, at most ``limit`` seconds.
 
-    Without ``done`` (bots in other processes, whose logs arrive only at the end), the
-    drain ends once nothing more has been received for a second.
+    Without ``done`` (nobody to judge what is due), the drain ends once nothing more
+    has been received for a second.
     """
     deadline = time.monotonic_ns() + int(limit * 1e9)
     pause, quiet_since, last_received = 0.25, time.monotonic(), -1
@@ -639,6 +639,8 @@ def _worker_main(scenario_path: str, address: tuple[str, int], bots: int | None,
                 command = pipe.recv()
                 if command == "drain":
                     group.begin_drain()
+                elif command == "snapshot":
+                    pipe.send(group.events())
                 elif command == "stop":
                     break
     finally:
@@ -656,9 +658,13 @@ def run_bots_in_workers(
     ramp_up: float | None = None,
     seed: int = 0,
     rate: float | None = None,
+    drain_done: Callable[[list[Event]], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> RawRun:
-    """Like :func:`run_bots`, with the bots spread over ``workers`` processes."""
+    """Like :func:`run_bots`, with the bots spread over ``workers`` processes.
+
+    During the drain, ``drain_done`` is asked about a snapshot of every worker's log.
+    """
     import multiprocessing
 
     scenario = load_scenario(scenario_path)
@@ -691,7 +697,19 @@ def run_bots_in_workers(
         _steady(timeline, counts, progress)
         for pipe in pipes:
             pipe.send("drain")
-        drain_end_ns = _drain(scenario.drain, counts, progress, None)
+
+        def snapshot() -> list[Event]:
+            for pipe in pipes:
+                pipe.send("snapshot")
+            events: list[Event] = []
+            for pipe in pipes:
+                if not pipe.poll(30):
+                    raise ScenarioError("a worker process stopped answering")
+                events += pipe.recv()
+            return _in_order(events)
+
+        drain_end_ns = _drain(scenario.drain, counts, progress,
+                              None if drain_done is None else lambda: drain_done(snapshot()))
         for pipe in pipes:
             pipe.send("stop")
         events: list[Event] = []

@@ -128,7 +128,7 @@ def run(
         if workers:
             raw: RawRun = run_bots_in_workers(
                 str(scenario), address, workers=workers, bots=bots, duration=duration, ramp_up=ramp_up,
-                seed=seed, rate=rate, progress=progress,
+                seed=seed, rate=rate, drain_done=_drain_check, progress=progress,
             )
         else:
             raw = run_bots(
