@@ -16,46 +16,26 @@ from collections.abc import Callable
 from chatlab import __version__, protocol
 
 
-def _positive_int(text: str) -> int:
-    value = _parse(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+def _number(kind: Callable[[str], float], accept: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type: parse ``kind`` from the text and insist on ``rule``."""
+
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not accept(value):  # written as "not accept" so that NaN is refused too
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    value = _parse(float, text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _parse(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _parse(float, text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _parse(int, text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text}")
-    return value
-
-
-def _parse(kind: Callable[[str], int | float], text: str):  # type: ignore[no-untyped-def]
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+_positive_int = _number(int, lambda value: value >= 1, "at least 1")
+_non_negative_int = _number(int, lambda value: value >= 0, "0 or more")
+_positive_float = _number(float, lambda value: value > 0, "more than 0")
+_non_negative_float = _number(float, lambda value: value >= 0, "0 or more")
+_port = _number(int, lambda value: 0 <= value <= 65535, "between 0 and 65535")
 
 
 def _add_address(parser: argparse.ArgumentParser) -> None:

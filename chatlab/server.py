@@ -145,7 +145,9 @@ class Connection:
     outbox: Outbox
     name: str | None = None  #: set once the name is accepted; only the reader thread writes it
     bucket: TokenBucket | None = None  #: the flood limit, if the server has one
-    leave_reason: str = "closed"  #: why the connection ended, for the log
+    #: why the connection ended, for the log only; written by the reader thread, or by
+    #: kick() from another thread (no lock: a stale reason costs nothing but a log word)
+    leave_reason: str = "closed"
     reader: threading.Thread | None = None
     writer: threading.Thread | None = None
 

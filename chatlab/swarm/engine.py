@@ -150,7 +150,8 @@ class BotRunner:
         self.joined = False
         self.reading = True
         self.online: set[str] = set()
-        self.seq = 0
+        self.seq = 0  # messages sent so far, for their id tags
+        self.planned_ns = 0  # when the task being run was planned; sends record it
         self.bot = bot_class(self)
         self.wait_time = wait_time_override or bot_class.wait_time
         self.task_names = [name for name, _ in bot_class.tasks()]
@@ -406,8 +407,6 @@ class BotRunner:
             self.sock.sendall(data)
         except OSError as error:
             self._ended(f"error: {error}")
-
-    planned_ns = 0  # the planned time of the task being run
 
 
 class StallMonitor:
