@@ -485,6 +485,24 @@ def depart(roster: Roster[Member], name: str) -> Outcome[Member]:
     return Outcome([(member, left(name)) for member in roster.members()])
 
 
+def batch_deliveries(deliveries: list[tuple[Member, str]]) -> dict[Member, bytes]:
+    """Group deliveries by recipient: each recipient's lines, in order, as one piece of bytes.
+
+    A server that handles several lines from one read (a pasted paragraph, a client
+    sending fast) can then write to each recipient once instead of once per line:
+    one system call instead of many. Each distinct line is encoded only once, even
+    when a broadcast sends it to hundreds of recipients. Members must be hashable.
+    """
+    encoded: dict[str, bytes] = {}
+    pieces: dict[Member, list[bytes]] = {}
+    for member, line in deliveries:
+        data = encoded.get(line)
+        if data is None:
+            data = encoded[line] = encode_line(line)
+        pieces.setdefault(member, []).append(data)
+    return {member: b"".join(parts) for member, parts in pieces.items()}
+
+
 # ---------------------------------------------------------------------------
 # 6. Reading server lines (for clients and bots)
 # ---------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The reference server end to end: every rule of PROTOCOL.md, over real sockets.
+"""The servers end to end: every rule of PROTOCOL.md, over real sockets.
+
+Every test runs against the threaded reference server and against its asyncio twin:
+two I/O shells around one protocol core must behave the same.
 
 To show that something did *not* reach a user, a test makes the same sender send a
 marker line afterwards and checks that the marker is the very next line: lines from
@@ -15,26 +18,42 @@ import threading
 import pytest
 
 from chatlab import protocol
+from chatlab.aserver import AsyncChatServer
 from chatlab.client import ChatClient, ConnectionClosed, NameRefused
 from chatlab.protocol import ErrorLine, Message, Notice
 from chatlab.server import ChatServer
 
 TIMEOUT = 10.0
 
+Server = ChatServer | AsyncChatServer
 
-def join(server: ChatServer, name: str) -> ChatClient:
+
+@pytest.fixture(params=[ChatServer, AsyncChatServer], ids=["threaded", "asyncio"])
+def make_server(request):
+    """The server class under test; call it like ChatServer (port 0 on 127.0.0.1)."""
+    return lambda **options: request.param(host="127.0.0.1", port=0, **options)
+
+
+@pytest.fixture
+def server(make_server):
+    """A server with default settings on a free port of 127.0.0.1, of each kind."""
+    with make_server() as running:
+        yield running
+
+
+def join(server: Server, name: str) -> ChatClient:
     host, port = server.address
     return ChatClient.connect(host, port, name, timeout=TIMEOUT)
 
 
-def open_raw(server: ChatServer) -> ChatClient:
+def open_raw(server: Server) -> ChatClient:
     """A connection that has not sent its name yet; the welcome is already read."""
     client = ChatClient.open(*server.address, timeout=TIMEOUT)
     assert client.next_received(TIMEOUT).text == protocol.WELCOME
     return client
 
 
-def refusal(server: ChatServer, name_line: bytes) -> list[str]:
+def refusal(server: Server, name_line: bytes) -> list[str]:
     """Send a raw name line; return every line until the server closes."""
     with open_raw(server) as client:
         client.send_bytes(name_line)
@@ -106,8 +125,8 @@ def test_a_refused_name_is_never_announced(server):
         assert_next(bob, "alice: marker")
 
 
-def test_silent_connection_times_out_and_is_never_announced():
-    with ChatServer(port=0, name_timeout=0.3) as server, join(server, "alice") as alice:
+def test_silent_connection_times_out_and_is_never_announced(make_server):
+    with make_server(name_timeout=0.3) as server, join(server, "alice") as alice:
         with open_raw(server) as silent:
             assert silent.wait_closed(TIMEOUT) == [protocol.NAME_TIMED_OUT]
         with join(server, "bob"):
@@ -129,8 +148,8 @@ def test_name_and_first_message_in_one_packet_stay_apart(server):
         assert_next(alice, "bob: hello there")
 
 
-def test_server_full_counts_unnamed_connections():
-    with ChatServer(port=0, max_clients=2) as server:
+def test_server_full_counts_unnamed_connections(make_server):
+    with make_server(max_clients=2) as server:
         with join(server, "alice"), open_raw(server):
             full = ChatClient.open(*server.address, timeout=TIMEOUT)
             assert full.wait_closed(TIMEOUT) == [protocol.SERVER_FULL]
@@ -252,8 +271,8 @@ def test_over_long_line_gets_one_error_and_the_connection_stays(server):
         assert_next(bob, f"alice: {exact}")
 
 
-def test_max_line_is_configurable():
-    with ChatServer(port=0, max_line=100) as server, join(server, "alice") as alice:
+def test_max_line_is_configurable(make_server):
+    with make_server(max_line=100) as server, join(server, "alice") as alice:
         alice.say("z" * 100)
         assert_next(alice, "! line too long (max 100 bytes)")
 
@@ -299,9 +318,9 @@ def test_bad_input_does_not_disturb_anyone_else(server):
 # -- flood limit ------------------------------------------------------------------------
 
 
-def test_flood_limit_drops_lines_beyond_the_burst():
+def test_flood_limit_drops_lines_beyond_the_burst(make_server):
     now = [0.0]  # a clock that moves only when the test says so
-    with ChatServer(port=0, rate=1.0, burst=3, clock=lambda: now[0]) as server:
+    with make_server(rate=1.0, burst=3, clock=lambda: now[0]) as server:
         with join(server, "alice") as alice, join(server, "bob") as bob:
             assert_next(alice, "* bob joined")
             for index in range(4):
@@ -374,7 +393,7 @@ def test_messages_arrive_before_the_senders_leave_notice(server):
 # -- slow readers ------------------------------------------------------------------------
 
 
-def _stalled_client(server: ChatServer, name: str) -> socket.socket:
+def _stalled_client(server: Server, name: str) -> socket.socket:
     """A joined client that never reads again, with a tiny receive buffer."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -384,8 +403,8 @@ def _stalled_client(server: ChatServer, name: str) -> socket.socket:
     return sock
 
 
-def test_a_slow_reader_delays_nobody_and_is_cut_off():
-    with ChatServer(port=0, outbox_limit=256 * 1024) as server:
+def test_a_slow_reader_delays_nobody_and_is_cut_off(make_server):
+    with make_server(outbox_limit=256 * 1024) as server:
         with join(server, "alice") as alice, join(server, "bob") as bob:
             stalled = _stalled_client(server, "slow")
             assert_next(alice, "* bob joined")
@@ -467,9 +486,9 @@ def test_200_clients_get_every_broadcast_once_and_in_order(server):
 # -- shutdown --------------------------------------------------------------------------------
 
 
-def test_stop_tells_everyone_closes_everything_and_joins_every_thread():
+def test_stop_tells_everyone_closes_everything_and_joins_every_thread(make_server):
     before = set(threading.enumerate())
-    server = ChatServer(port=0).start()
+    server = make_server().start()
     alice, bob = join(server, "alice"), join(server, "bob")
     unnamed = open_raw(server)
     assert_next(alice, "* bob joined")
@@ -484,8 +503,8 @@ def test_stop_tells_everyone_closes_everything_and_joins_every_thread():
         socket.create_connection(server.address, timeout=TIMEOUT)
 
 
-def test_stop_does_not_wait_forever_for_a_client_that_does_not_read():
-    server = ChatServer(port=0, shutdown_flush=0.2).start()
+def test_stop_does_not_wait_forever_for_a_client_that_does_not_read(make_server):
+    server = make_server(shutdown_flush=0.2).start()
     stalled = _stalled_client(server, "slow")
     with join(server, "alice") as alice:
         alice.say("x" * 4000)
@@ -498,11 +517,8 @@ def test_stop_does_not_wait_forever_for_a_client_that_does_not_read():
 
 def test_sockets_set_tcp_nodelay(server):
     with join(server, "alice"):
-        with server._lock:
-            connections = list(server._connections)
-        assert connections and all(
-            c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for c in connections
-        )
+        sockets = server.sockets()
+        assert sockets and all(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets)
 
 
 def test_error_lines_parse_as_errors(server):
