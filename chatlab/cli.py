@@ -51,9 +51,9 @@ def _add_server(subparsers: argparse._SubParsersAction) -> None:
     _add_address(parser)
     parser.add_argument(
         "--impl",
-        choices=["reference", "naive"],
+        choices=["reference", "asyncio", "naive"],
         default="reference",
-        help="reference: the correct server; naive: the original assignment, bugs included",
+        help="reference: the correct threaded server; asyncio: its asyncio twin; naive: the original assignment, bugs included",
     )
     parser.add_argument("--max-clients", type=_positive_int, default=protocol.MAX_CLIENTS, help="open connections at most (default %(default)s)")
     parser.add_argument("--max-line", type=_positive_int, default=protocol.MAX_LINE, help="bytes per client line, LF included (default %(default)s)")
@@ -76,9 +76,11 @@ def _run_server(args: argparse.Namespace) -> int:
 
         server = NaiveServer(args.host, args.port)
     else:
+        from chatlab.aserver import AsyncChatServer
         from chatlab.server import ChatServer
 
-        server = ChatServer(
+        server_class = AsyncChatServer if args.impl == "asyncio" else ChatServer
+        server = server_class(
             args.host,
             args.port,
             max_clients=args.max_clients,
