@@ -225,6 +225,80 @@ def _run_swarm(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+# -- chatlab bench -------------------------------------------------------------------
+
+
+def _names(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """A comma-separated list of names, each one of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in choices]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"expected names from {', '.join(choices)}, got {text!r}")
+        return names
+
+    return parse
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(count < 2 for count in counts):
+        raise argparse.ArgumentTypeError(f"expected client counts of at least 2, such as 10,200,1000; got {text!r}")
+    return counts
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from chatlab.bench import SERVERS, WORKLOADS
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure the servers side by side: latency, throughput, CPU, memory",
+        description=(
+            "Run each server in its own process under the same workloads, repeat every cell and report the "
+            "medians, the reference server's targets as ratios to its asyncio twin, and charts. "
+            f"Workloads: {', '.join(WORKLOADS)}. The full matrix takes about an hour; --quick takes under a minute."
+        ),
+    )
+    parser.add_argument("--quick", action="store_true", help="a tiny matrix that checks the bench works (no meaningful figures)")
+    parser.add_argument("--servers", type=_names(SERVERS), help=f"comma-separated, from {', '.join(SERVERS)} (default: all)")
+    parser.add_argument("--workloads", type=_names(WORKLOADS), help="comma-separated (default: all)")
+    parser.add_argument("--clients", type=_counts, help="client counts for every chosen workload, such as 10,200,1000 (default: each workload's own)")
+    parser.add_argument("--repeat", type=_positive_int, help="repetitions per cell; the median is reported (default 3)")
+    parser.add_argument("--duration", type=_positive_float, help="seconds of steady load per repetition (default 5)")
+    parser.add_argument("--workers", type=_positive_int, help="load-generating processes (default: 1 up to 50 clients, else 2)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed for the send schedules (default %(default)s)")
+    parser.add_argument("--out", help="folder for bench.json, bench.md and the charts (default: runs/bench-TIME)")
+    parser.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from chatlab.bench import SERVERS
+    from chatlab.bench.suite import Matrix, run_bench
+
+    matrix = Matrix.quick(args.servers or SERVERS) if args.quick else Matrix(servers=args.servers or SERVERS)
+    if args.workloads:
+        matrix.clients = {name: counts for name, counts in matrix.clients.items() if name in args.workloads}
+    if args.clients:
+        matrix.clients = {name: list(args.clients) for name in matrix.clients}
+    for name in ("repeat", "duration", "workers"):
+        if getattr(args, name) is not None:
+            setattr(matrix, name, getattr(args, name))
+    matrix.seed = args.seed
+    out = Path(args.out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        run_bench(matrix, out, echo=print)
+    except OSError as error:
+        return _fail("bench", f"cannot run the benchmark: {error}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -238,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatlab", description="chatlab: a lab kit for concurrent network programming.")
     parser.add_argument("--version", action="version", version=f"chatlab {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_server, _add_client, _add_demo, _add_swarm):
+    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench):
         add(subparsers)
     return parser
 
