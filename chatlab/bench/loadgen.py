@@ -17,6 +17,17 @@ hide exactly the stalls a user feels ("coordinated omission"). The harness recor
 its own lateness separately, so a slow harness is reported instead of being blamed
 on the server.
 
+Probes and bulk readers
+=======================
+
+At 200,000 deliveries a second, reading every line the moment it lands would cost
+the harness one ``recv()`` per line: more CPU than the server it measures. So only
+a few clients, the *probes*, read as soon as data arrives and time every line; the
+others, the *bulk readers*, are read every few milliseconds, in big gulps, and only
+counted (they lose nothing, and they read often enough that no socket buffer
+fills). Every probe receives every other client's lines, so the probes' latencies
+are an unbiased sample of all deliveries.
+
 Saturation is the exception: every client sends rounds of lines as fast as the
 server takes them, with a window that keeps the deliveries in flight bounded, and
 only deliveries per second are measured.
@@ -36,6 +47,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
 RECV_SIZE = 262144  # bytes per recv(); large, to keep the number of calls down
+BULK_INTERVAL_NS = 5_000_000  # bulk readers are read every 5 ms
 CONNECT_TIMEOUT = 20.0  # seconds for every client of a worker to connect and be greeted
 SharedCounters = MutableSequence[int]  # a multiprocessing.Array("q", ...) in practice
 _PLANNED = re.compile(rb": (\d{10,}) ")  # the planned time (ns) right after "sender: "
@@ -54,6 +66,7 @@ class Plan:
     seed: int
     window: int = 0  #: saturate: deliveries allowed in flight across all workers
     round_lines: int = 4  #: saturate: lines per client per round
+    probes: list[bool] = field(default_factory=list)  #: per name: read at once and time every line
 
 
 @dataclass
@@ -75,11 +88,12 @@ class Outcome:
 class _Client:
     """One benchmark client: a non-blocking socket, what is left to send, and a partial line."""
 
-    __slots__ = ("sock", "name", "pending", "tail", "open")
+    __slots__ = ("sock", "name", "probe", "pending", "tail", "open")
 
-    def __init__(self, sock: socket.socket, name: str) -> None:
+    def __init__(self, sock: socket.socket, name: str, probe: bool) -> None:
         self.sock = sock
         self.name = name
+        self.probe = probe  # read at once and time every line, or read in bulk and count
         self.pending = b""  # bytes the socket did not take yet
         self.tail = b""  # the unfinished last line of the previous read
         self.open = True
@@ -89,11 +103,11 @@ def _connect_all(plan: Plan) -> list[_Client]:
     """Connect every client, send its name, and wait for its greeting (blocking, with a deadline)."""
     clients = []
     deadline = time.monotonic() + CONNECT_TIMEOUT
-    for name in plan.names:
+    for index, name in enumerate(plan.names):
         sock = socket.create_connection(plan.address, timeout=max(0.1, deadline - time.monotonic()))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(name.encode() + b"\n")
-        clients.append(_Client(sock, name))
+        clients.append(_Client(sock, name, plan.probes[index] if plan.probes else True))
     for client in clients:  # welcome, then greeting: two lines each
         data = b""
         while data.count(b"\n") < 2:
@@ -124,14 +138,16 @@ def _schedule(plan: Plan, start_ns: int) -> list[tuple[int, int]]:
 
 
 class _Loop:
-    """The selector loop shared by every mode: receive everything, count it, time it."""
+    """The selector loop shared by every mode: receive everything, count it, time the probes' lines."""
 
     def __init__(self, plan: Plan, clients: list[_Client]) -> None:
         self.plan = plan
         self.clients = clients
-        self.selector = selectors.DefaultSelector()
+        self.selector = selectors.DefaultSelector()  # the probes: waited on
+        self.bulk = selectors.DefaultSelector()  # the bulk readers: polled every BULK_INTERVAL_NS
+        self.next_bulk_ns = 0
         for index, client in enumerate(clients):
-            self.selector.register(client.sock, selectors.EVENT_READ, index)
+            (self.selector if client.probe else self.bulk).register(client.sock, selectors.EVENT_READ, index)
         self.outcome = Outcome(connected=len(clients))
         self.latencies = array("q")
         self.lateness = array("q")
@@ -139,8 +155,16 @@ class _Loop:
         self.padding = b"x" * max(0, plan.line_size - 21)
 
     def receive(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for data, then read everything that is ready."""
-        for key, _ in self.selector.select(timeout):
+        """Wait up to ``timeout`` s for the probes' data and read it; read the bulk readers when due."""
+        now = time.monotonic_ns()
+        if now >= self.next_bulk_ns:
+            self.next_bulk_ns = now + BULK_INTERVAL_NS
+            self._read(self.bulk.select(0))
+        timeout = min(timeout, (self.next_bulk_ns - now) / 1e9)
+        self._read(self.selector.select(max(0.0, timeout)))
+
+    def _read(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, _ in ready:
             client = self.clients[key.data]
             try:
                 data = client.sock.recv(RECV_SIZE)
@@ -156,7 +180,7 @@ class _Loop:
             data = client.tail + data
             end = data.rfind(b"\n") + 1
             client.tail = data[end:]
-            if self.measure_latency:
+            if self.measure_latency and client.probe:
                 planned = _PLANNED.findall(data, 0, end)
                 self.outcome.received += len(planned)
                 self.latencies.extend([now - int(moment) for moment in planned])
@@ -197,10 +221,11 @@ class _Loop:
             self.outcome.disconnected += 1
             if len(self.outcome.errors) < 5:
                 self.outcome.errors.append(reason)
-            self.selector.unregister(client.sock)
+            (self.selector if client.probe else self.bulk).unregister(client.sock)
 
     def close(self) -> Outcome:
         self.selector.close()
+        self.bulk.close()
         for client in self.clients:
             client.sock.close()
         self.outcome.latencies_ns = self.latencies.tobytes()
