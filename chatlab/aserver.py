@@ -18,7 +18,7 @@ How it differs from the threaded server
   it for every recipient has no ``await`` in it, so no other coroutine can run in
   between: that section is atomic without a lock. (Put an ``await`` in the middle
   and you would have the race back.)
-* **No writer threads and no outbox class.** ``writer.write()`` never blocks: it
+* **No sender thread and no outbox class.** ``writer.write()`` never blocks: it
   sends at once what the socket takes and keeps the rest in the transport's buffer,
   which the loop sends when the socket has room. That buffer *is* the outbox; a
   client whose buffer passes the limit is disconnected as too slow.

@@ -219,7 +219,7 @@ class NaiveServer:
                     # message (nobody checks), and the loop's next step finds that the
                     # dict changed meanwhile (BUG 9): either way the stuck sender is
                     # kicked. Fixed in the reference server, where each client has an
-                    # outbox and a writer thread.
+                    # outbox and one sender thread writes without ever blocking.
                     client_socket.send(message)
                 except:  # noqa: E722  (the seed's bare except, kept on purpose)
                     client_socket.close()

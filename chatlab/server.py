@@ -6,37 +6,36 @@ but every bug of the original assignment is fixed, each in one visible place.
 Architecture
 ============
 
-Every connection has a reader thread and an outbox; one flusher thread serves them all::
+Every connection has a reader thread and an outbox; one sender thread writes to all::
 
     client socket --recv--> reader thread --route()--> outboxes of the recipients
-                                 |                         |
-                                 +--send(MSG_DONTWAIT)-----+  (reader sends at once)
-                                                           |
-    flusher thread: waits in select() for sockets that were full, sends what is left
+                                                              |
+    sender thread: send(MSG_DONTWAIT) of each touched outbox  <+
+                   select() for the few sockets that were full
 
 * The **reader thread** (``reader-alice``) owns the handshake and every line the
   client sends. It frames the byte stream with :class:`~chatlab.protocol.LineBuffer`,
   asks the pure protocol module what each line means and who receives what, and
-  appends those lines to the recipients' outboxes. Then it *tries* to send each
-  touched outbox at once, with a send that never blocks (``MSG_DONTWAIT``).
+  appends those lines to the recipients' outboxes. It never writes to a socket:
+  it tells the sender thread which outboxes it touched and goes back to ``recv()``.
 * The **outbox** (:class:`Outbox`) holds the bytes not yet accepted by a client's
-  socket, bounded in size. It also holds a *baton*: only the thread holding it may
-  write to that socket, so two senders never interleave their bytes, and lines go
-  out in the order they were queued.
-* When a socket's kernel buffer is full (the client reads slowly), the rest is left
-  in the outbox and the outbox is *parked* with the **flusher thread** (``flusher``),
-  which waits in ``select()`` until the socket takes more. Nobody else waits: a slow
-  reader costs its senders nothing. When the outbox overflows, the client is
-  disconnected as too slow.
+  socket, bounded in size. When it overflows, the client is disconnected as too slow.
+* The **sender thread** (``sender``, :class:`Sender`) is the only thread that writes
+  to client sockets, so bytes never interleave and always leave in queued order. It
+  writes each touched outbox with one ``send()`` that never blocks. A socket whose
+  buffer is full keeps the rest in its outbox and is watched with ``select()`` until
+  it takes more; nobody waits for it, so a slow reader delays no one.
 
-Why not a writer thread per client? That is the simple design (and the previous
-version of this file): a reader puts a line in a queue and wakes the recipient's
-writer thread, which sends it. It is correct, but every line then costs a hand-off
-between threads per recipient: a wake-up, a context switch, a fight for the GIL.
-With 200 clients chatting that is 200,000 hand-offs a second, and latency grows to
-tens of milliseconds. Here the common case (the socket has room) costs one system
-call in the reader's own thread, and a hand-off happens only for the rare socket
-that is full. ``chatlab bench`` measures both designs against an asyncio twin.
+Why one sender thread, and not a writer thread per client, or readers that send?
+``chatlab bench`` measured all three. A writer per client is the simple design, and it
+is correct, but every line costs one hand-off between threads *per recipient*: a
+wake-up, a context switch, a fight for the GIL; with 200 clients chatting that is
+200,000 hand-offs a second, and latency grows to tens of milliseconds. Readers that
+send themselves avoid hand-offs but make a hundred threads fight over the GIL and
+the same sockets at once. One sender costs one hand-off per line, whatever the
+number of recipients, and it gets better as load grows: while it writes, lines pile
+up in the outboxes, so one ``send()`` carries the lines of many senders at once.
+That is how this threaded server keeps up with its asyncio twin (``aserver.py``).
 
 One lock, ``ChatServer._lock``, guards the registry: the roster of named users and
 the set of open connections. Deciding who receives a line and appending it to the
@@ -57,7 +56,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from chatlab import protocol
@@ -86,42 +85,34 @@ JOIN_TIMEOUT = 5.0  # seconds to wait for a thread that should end at once
 RECV_SIZE = 65536  # bytes asked of recv() at a time; framing makes the size irrelevant to correctness
 
 
-# -- the outbox and its baton ------------------------------------------------------
+# -- the outbox and the sender thread ------------------------------------------------
 
 
 class Outbox:
-    """The bytes waiting to be written to one client, bounded in size, and who may write them.
+    """The bytes waiting to be written to one client, bounded in size.
 
-    Any reader thread, holding the registry lock, calls :meth:`put` to append lines;
-    nothing is sent then. After releasing the lock it calls :meth:`flush`, which sends
-    at once what the socket takes, without ever blocking.
-
-    The *baton* (``_busy``) is what keeps bytes in order when several threads want to
-    send to the same client: whoever finds the baton free takes it, sends, and before
-    handing it back sends whatever others appended meanwhile. A thread that finds the
-    baton taken just leaves: its lines are already queued, and the holder will send
-    them. If the socket is full, the holder *parks* the outbox with the flusher thread,
-    which keeps the baton until the socket has taken everything.
+    Reader threads append lines with :meth:`put` while holding the registry lock, so
+    every outbox receives lines in the one order the registry decided. Only the
+    sender thread takes bytes out (:meth:`take`) and writes them to the socket,
+    then says how much the socket accepted (:meth:`sent`); the rest goes back to the
+    front, so bytes always leave in the order they were queued.
 
     Think of a mailbox with a fixed size: a letter that does not fit means the owner
     has not emptied it for too long, and the post office gives up on them.
     """
 
-    def __init__(self, sock: socket.socket, limit: int, flusher: Flusher) -> None:
-        self.sock = sock
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._flusher = flusher
         # _lock guards every attribute below. _settled is notified (under _lock)
-        # whenever the baton is handed back or the outbox breaks.
+        # whenever the outbox becomes empty, breaks, or the sender lets go of it.
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
-        self._chunks: list[bytes] = []  # queued, not yet taken by the baton holder
+        self._chunks: list[bytes] = []  # queued, not yet taken by the sender
         self._head_started = False  # _chunks[0] is the rest of a line the socket has half taken
-        self._size = 0  # bytes queued or in the hands of the baton holder, not yet sent
-        self._busy = False  # the baton: a thread is sending, or the flusher holds it parked
-        self._parked = False  # the flusher holds the baton until the socket takes more
+        self._size = 0  # bytes in _chunks
+        self._in_flight = 0  # bytes the sender has taken and is writing right now
         self._closed = False  # put() accepts nothing more; what is queued still goes out
-        self._retired = False  # the socket is about to close: nobody may send any more
+        self._retired = False  # the socket is about to close: take() hands out nothing more
         self.overflowed = False  #: True once a put() did not fit: the client is too slow
         self.broken = False  #: True once a send failed: the client is gone
 
@@ -137,7 +128,7 @@ class Outbox:
                 return False
             if self._closed:
                 return True
-            if self._size + len(data) > self.limit:
+            if self._size + self._in_flight + len(data) > self.limit:
                 self.overflowed = True
                 # The queued lines are dropped, except the rest of a line the socket
                 # has half taken: the notice must not land in the middle of a line.
@@ -151,7 +142,7 @@ class Outbox:
             return True
 
     def close(self, last_line: str | None = None) -> None:
-        """Accept nothing more, after an optional last line (call :meth:`flush` to send it)."""
+        """Accept nothing more, after an optional last line."""
         with self._lock:
             if self._closed:
                 return
@@ -161,99 +152,59 @@ class Outbox:
                 self._size += len(data)
             self._closed = True
 
-    def flush(self) -> None:
-        """Send what is queued, now, without blocking; park the rest with the flusher."""
-        with self._lock:
-            if self._busy or self._retired or not self._chunks:
-                return  # the baton holder will send our lines, or there is nothing to do
-            self._busy = True
-        while self.send_some():
-            pass
-
-    def send_some(self) -> bool:
-        """Baton holder only: one non-blocking send; True if there is more to send now.
-
-        Returns False when the baton has been handed back (all sent, or retired, or
-        broken) or when the socket is full; in that case the outbox is parked with
-        the flusher, which holds the baton from then on.
-        """
+    def take(self) -> bytes:
+        """Sender thread only: everything queued, in one piece (``b""`` if nothing)."""
         with self._lock:
             if self._retired or self.broken or not self._chunks:
-                self._hand_back()
-                return False
+                return b""
             data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
             self._chunks.clear()
             self._head_started = False
-        try:
-            sent = self.sock.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        except OSError as error:
-            # The peer is gone (reset, broken pipe) or stop() shut the socket. Wake the
-            # reader, so that the departure is handled in one place, its _finish.
-            log.debug("send failed: %s", error)
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)  # safe: holding the baton, nobody closes it
-            except OSError:
-                pass
-            with self._lock:
-                self.broken = True
-                self._chunks.clear()
-                self._size = 0
-                self._hand_back()
-            return False
-        with self._lock:
-            self._size -= sent
-            if sent == len(data):
-                return True  # loop: others may have appended meanwhile
-            rest = data[sent:]
-            if self.overflowed:
-                rest = _first_line(rest)  # only finish the line; the notice follows it
-            self._chunks.insert(0, rest)
-            self._head_started = True
-            if self._parked:
-                return False  # the flusher already holds it: it waits for the socket again
-            self._parked = True
-        self._flusher.park(self)
-        return False
+            self._size = 0
+            self._in_flight = len(data)
+            return data
 
-    def _hand_back(self) -> None:
-        """Give the baton back. Caller must hold ``self._lock``."""
-        self._busy = False
-        self._parked = False
-        self._settled.notify_all()
-
-    def is_parked(self) -> bool:
-        """Whether the flusher should (still) be waiting for this socket."""
+    def sent(self, data: bytes, count: int) -> None:
+        """Sender thread only: the socket took ``count`` bytes of ``data``; the rest goes back in front."""
         with self._lock:
-            return self._parked and not self._retired
+            self._in_flight = 0
+            if count < len(data) and not self._retired:
+                rest = data[count:]
+                if self.overflowed:
+                    rest = _first_line(rest)  # only finish the line; the notice follows it
+                self._chunks.insert(0, rest)
+                self._size += len(rest)
+                self._head_started = True
+            if not self._chunks or self._retired:
+                self._settled.notify_all()
 
-    def release(self) -> None:
-        """Flusher only: give the baton back without sending (the outbox was retired)."""
+    def fail(self) -> None:
+        """Sender thread only: a send failed, the client is gone; drop everything."""
         with self._lock:
-            self._hand_back()
+            self.broken = True
+            self._in_flight = 0
+            self._chunks.clear()
+            self._size = 0
+            self._settled.notify_all()
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until everything queued has been sent (or the client is gone)."""
         with self._lock:
-            return self._settled.wait_for(lambda: self.broken or (not self._chunks and not self._busy), timeout)
+            return self._settled.wait_for(lambda: self.broken or (not self._chunks and not self._in_flight), timeout)
 
     def retire(self, timeout: float) -> bool:
-        """Stop all sending and wait for the baton, so that the socket can be closed safely.
+        """Hand out nothing more, and wait until the sender is not writing to the socket.
 
         Closing a socket while another thread is inside ``send()`` on it is a real
         bug: the file descriptor number can be reused by a new connection at once, and
-        the late send would go to the wrong client. So the closer waits for the baton.
+        the late send would go to the wrong client. So the closer waits for the sender.
         """
         with self._lock:
             self._retired = True
             self._closed = True
             self._chunks.clear()
-            parked = self._parked
-        if parked:
-            self._flusher.unpark(self)
-        with self._lock:
-            return self._settled.wait_for(lambda: not self._busy, timeout)
+            self._size = 0
+            return self._settled.wait_for(lambda: not self._in_flight, timeout)
 
 
 def _first_line(data: bytes) -> bytes:
@@ -262,90 +213,120 @@ def _first_line(data: bytes) -> bytes:
     return data if end < 0 else data[: end + 1]
 
 
-class Flusher:
-    """One thread that finishes sending to every client whose socket was full.
+class Sender:
+    """The one thread that writes to every client's socket.
 
-    A socket's kernel buffer fills up when its client reads slower than others write
-    to it. Instead of blocking (and delaying everyone behind), the sender parks the
-    outbox here. The flusher waits in ``select()`` for any parked socket to become
-    writable and sends more, without blocking either; a client that never reads
-    again just stays parked until its outbox overflows and it is disconnected.
+    Readers never send. They append lines to outboxes and call :meth:`notify` with
+    the connections they touched; the sender thread wakes up and writes each
+    touched outbox with one non-blocking ``send()``. While it is busy, more lines
+    pile up in the outboxes, so under load one ``send()`` carries the lines of many
+    senders at once: the busier the room, the fewer system calls per line.
+
+    A socket whose kernel buffer is full (its client reads slowly) keeps the rest in
+    its outbox and is watched with ``select()`` until it takes more. Nobody waits
+    for it: a slow reader costs the others nothing, and when its outbox overflows
+    it is disconnected as too slow.
     """
 
     def __init__(self) -> None:
-        # _lock guards _requests: (action, outbox) pairs from other threads, handled
-        # by the flusher thread in order. Only the flusher thread touches the selector.
+        # _lock guards _touched, _leaving, _sleeping and _stopping: requests from
+        # other threads. Only the sender thread touches the selector and the sockets.
         self._lock = threading.Lock()
-        self._requests: list[tuple[str, Outbox]] = []
-        self._stopping = threading.Event()
+        self._touched: dict[Connection, None] = {}  # outboxes with new lines, in order (a dict as an ordered set)
+        self._leaving: list[tuple[Connection, threading.Event]] = []  # sockets to forget before they close
+        self._sleeping = False  # the sender thread is (about to be) waiting in select()
+        self._stopping = False
         self._wakeup_receive, self._wakeup_send = socket.socketpair()
         self._wakeup_send.setblocking(False)
-        self._thread = threading.Thread(target=self._run, name="flusher")
+        self._thread = threading.Thread(target=self._run, name="sender")
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """End the flusher thread (every outbox must be retired by now) and join it."""
-        self._stopping.set()
+        """End the sender thread (every connection must be forgotten by now) and join it."""
+        with self._lock:
+            self._stopping = True
         self._wake()
         self._thread.join(JOIN_TIMEOUT)
         self._wakeup_receive.close()
         self._wakeup_send.close()
 
-    def park(self, outbox: Outbox) -> None:
-        """Take over the baton of ``outbox`` until its socket has taken everything."""
-        self._ask("park", outbox)
-
-    def unpark(self, outbox: Outbox) -> None:
-        """Stop waiting for a retired outbox and give its baton back."""
-        self._ask("unpark", outbox)
-
-    def _ask(self, action: str, outbox: Outbox) -> None:
+    def notify(self, connections: Iterable[Connection]) -> None:
+        """These connections' outboxes have new bytes: send them soon. Never call under the registry lock."""
         with self._lock:
-            self._requests.append((action, outbox))
+            self._touched.update(dict.fromkeys(connections))
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake()
+
+    def forget(self, connection: Connection, timeout: float) -> bool:
+        """Stop writing to ``connection`` for good, so that its socket can be closed safely."""
+        connection.outbox.retire(timeout)
+        forgotten = threading.Event()
+        with self._lock:
+            self._leaving.append((connection, forgotten))
         self._wake()
+        return forgotten.wait(timeout)
 
     def _wake(self) -> None:
         try:
             self._wakeup_send.send(b"x")
         except BlockingIOError:
-            pass  # the wake-up pipe is full: the flusher is awake anyway
+            pass  # the wake-up pipe is full: the sender is awake anyway
 
     def _run(self) -> None:
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self._wakeup_receive, selectors.EVENT_READ)
-                parked: set[Outbox] = set()  # registered in the selector; only this thread uses it
-                while not self._stopping.is_set():
-                    for key, _ in selector.select():
-                        if key.fileobj is self._wakeup_receive:
+                full: set[Connection] = set()  # sockets being watched until they take more
+                while True:
+                    with self._lock:
+                        touched, self._touched = self._touched, {}
+                        leaving, self._leaving = self._leaving, []
+                        stopping = self._stopping
+                        self._sleeping = not touched and not leaving
+                        idle = self._sleeping
+                    for connection, forgotten in leaving:
+                        if connection in full:
+                            selector.unregister(connection.sock)  # found by identity even if closed
+                            full.discard(connection)
+                        forgotten.set()
+                    if stopping:
+                        return
+                    for connection in touched:
+                        if connection not in full and not self._send(connection):
+                            selector.register(connection.sock, selectors.EVENT_WRITE, connection)
+                            full.add(connection)
+                    for key, _ in selector.select(None if idle else 0):
+                        if key.data is None:
                             self._wakeup_receive.recv(4096)
-                            self._handle_requests(selector, parked)
-                        elif not self._send_parked(key.data):
+                        elif self._send(key.data):
                             selector.unregister(key.fileobj)
-                            parked.discard(key.data)
+                            full.discard(key.data)
         except Exception:
-            log.exception("flusher crashed")
+            log.exception("sender crashed")
 
-    def _handle_requests(self, selector: selectors.BaseSelector, parked: set[Outbox]) -> None:
-        with self._lock:
-            requests, self._requests = self._requests, []
-        for action, outbox in requests:
-            if action == "park" and outbox not in parked and outbox.is_parked():
-                selector.register(outbox.sock, selectors.EVENT_WRITE, outbox)
-                parked.add(outbox)
-            elif action == "unpark":
-                if outbox in parked:
-                    selector.unregister(outbox.sock)  # found by identity even if the socket is closed
-                    parked.discard(outbox)
-                outbox.release()
-
-    def _send_parked(self, outbox: Outbox) -> bool:
-        """The socket has room again: send; True if the outbox stays parked."""
-        while outbox.send_some():
-            pass
-        return outbox.is_parked()
+    @staticmethod
+    def _send(connection: Connection) -> bool:
+        """Write what the outbox holds without blocking; False if the socket is full."""
+        outbox = connection.outbox
+        data = outbox.take()
+        if not data:
+            return True
+        try:
+            sent = connection.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            # The peer is gone (reset, broken pipe) or stop() shut the socket. Wake the
+            # reader, so that the departure is handled in one place, its _finish.
+            log.debug("send failed: %s", error)
+            outbox.fail()
+            connection.shutdown()
+            return True
+        outbox.sent(data, sent)
+        return sent == len(data)
 
 
 # -- connections -------------------------------------------------------------------
@@ -389,7 +370,7 @@ class Connection:
 class ChatServer:
     """The reference server: ``with ChatServer(port=0) as server: host, port = server.address``.
 
-    ``start()`` binds, listens and starts the accept and flusher threads; ``stop()``
+    ``start()`` binds, listens and starts the accept and sender threads; ``stop()``
     tells every connection ``* server shutting down``, flushes outboxes for at most
     ``shutdown_flush`` seconds in all, closes every socket and joins every thread.
     """
@@ -440,7 +421,7 @@ class ChatServer:
         self._address: tuple[str, int] | None = None
         self._wakeup_receive, self._wakeup_send = socket.socketpair()  # wakes the accept loop on stop
         self._accept_thread: threading.Thread | None = None
-        self._flusher = Flusher()
+        self._sender = Sender()
         # Readers still running, to join on stop. Only the accept thread changes this
         # list, and stop() reads it after joining that thread: no lock.
         self._threads: list[threading.Thread] = []
@@ -461,7 +442,7 @@ class ChatServer:
         listener.setblocking(False)  # the accept loop waits in select(), not in accept()
         self._listener = listener
         self._address = listener.getsockname()[:2]
-        self._flusher.start()
+        self._sender.start()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="accept")
         self._accept_thread.start()
         log.info("listening on %s:%d", *self.address)
@@ -487,7 +468,7 @@ class ChatServer:
             connections = list(self._connections)
         for connection in connections:
             connection.outbox.close(protocol.SHUTTING_DOWN)
-            connection.outbox.flush()
+        self._sender.notify(connections)
         deadline = self.clock() + self.shutdown_flush
         for connection in connections:
             connection.outbox.wait_drained(max(0.0, deadline - self.clock()))
@@ -497,7 +478,7 @@ class ChatServer:
             thread.join(JOIN_TIMEOUT)
             if thread.is_alive():
                 log.error("thread %s did not stop", thread.name)
-        self._flusher.stop()
+        self._sender.stop()
         if self._listener is not None:
             self._listener.close()
         self._wakeup_receive.close()
@@ -542,7 +523,7 @@ class ChatServer:
         if self.send_buffer is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         peer = f"{address[0]}:{address[1]}"
-        connection = Connection(sock, peer, Outbox(sock, self.outbox_limit, self._flusher))
+        connection = Connection(sock, peer, Outbox(self.outbox_limit))
         if self.rate is not None and self.burst is not None:
             connection.bucket = TokenBucket(self.rate, self.burst, self.clock)
         with self._lock:
@@ -694,11 +675,10 @@ class ChatServer:
             log.info("%s closed: %s", connection.peer, connection.leave_reason)
         outbox = connection.outbox
         outbox.close()  # after the lines already queued (bye, refusal, too slow...)
-        outbox.flush()
         if not self._stopping.is_set():  # stop() has its own, shared, time budget
             outbox.wait_drained(FAREWELL_TIMEOUT)  # let those last lines go out
-        if not outbox.retire(JOIN_TIMEOUT):
-            log.error("%s: a sender kept the socket; closing it anyway", connection.peer)
+        if not self._sender.forget(connection, JOIN_TIMEOUT):
+            log.error("%s: the sender kept the socket; closing it anyway", connection.peer)
         connection.shutdown()
         connection.sock.close()
 
@@ -707,7 +687,7 @@ class ChatServer:
     def _send_to_one(self, connection: Connection, line: str) -> None:
         """Queue one line for one client and send it (used before it has a name)."""
         if connection.outbox.put(encode_line(line)):
-            connection.outbox.flush()
+            self._sender.notify([connection])
         else:
             self._send_queued({}, [connection])
 
@@ -720,11 +700,11 @@ class ChatServer:
         return [recipient for recipient, data in batch.items() if not recipient.outbox.put(data)]
 
     def _send_queued(self, batch: dict[Connection, bytes], too_slow: list[Connection]) -> None:
-        """After the lock: send to each recipient now, and disconnect the too slow."""
-        for recipient in batch:
-            recipient.outbox.flush()
+        """After the lock: have the sender thread send to each recipient, and disconnect the too slow."""
+        self._sender.notify(batch)
+        if too_slow:
+            self._sender.notify(too_slow)  # the too-slow notice, where the socket still takes it
         for connection in too_slow:
             if connection.leave_reason != "too slow":
                 log.info("%s is too slow, disconnecting", connection.name or connection.peer)
-            connection.outbox.flush()  # the too-slow notice, where the socket still takes it
             connection.kick("too slow")
