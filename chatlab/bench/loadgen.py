@@ -51,6 +51,11 @@ BULK_INTERVAL_NS = 5_000_000  # bulk readers are read every 5 ms
 CONNECT_TIMEOUT = 20.0  # seconds for every client of a worker to connect and be greeted
 SharedCounters = MutableSequence[int]  # a multiprocessing.Array("q", ...) in practice
 _PLANNED = re.compile(rb": (\d{10,}) ")  # the planned time (ns) right after "sender: "
+# Every benchmark line is padded with "x" up to its size, and no server notice ends
+# in "x" (names here are c0, c1...), so counting this counts chat lines, not joins.
+CHAT_LINE_END = b"x\n"
+SETTLE_QUIET = 0.3  # seconds without data that mean every join notice has arrived
+SETTLE_TIMEOUT = 60.0  # seconds at most to wait for that
 
 
 @dataclass
@@ -152,7 +157,7 @@ class _Loop:
         self.latencies = array("q")
         self.lateness = array("q")
         self.measure_latency = plan.mode == "poisson"
-        self.padding = b"x" * max(0, plan.line_size - 21)
+        self.padding = b"x" * max(1, plan.line_size - 21)
 
     def receive(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the probes' data and read it; read the bulk readers when due."""
@@ -185,7 +190,7 @@ class _Loop:
                 self.outcome.received += len(planned)
                 self.latencies.extend([now - int(moment) for moment in planned])
             else:
-                self.outcome.received += data.count(b"\n", 0, end)
+                self.outcome.received += data.count(CHAT_LINE_END, 0, end)
 
     def send(self, index: int, planned_ns: int) -> None:
         """Send one line planned for ``planned_ns`` (its text carries that time)."""
@@ -269,6 +274,31 @@ def _saturate(loop: _Loop, start_ns: int, counters: SharedCounters, slot: int, t
         loop.receive(0.001)
 
 
+def _settle(loop: _Loop) -> None:
+    """Read join notices until the line is quiet, so the steady phase starts on a calm server.
+
+    Every join is announced to everyone already there: a thousand clients joining
+    make half a million notices, which must not be mistaken for the load.
+    """
+    selector = selectors.DefaultSelector()
+    for index, client in enumerate(loop.clients):
+        selector.register(client.sock, selectors.EVENT_READ, index)
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    with selector:
+        while time.monotonic() < deadline:
+            ready = selector.select(SETTLE_QUIET)
+            if not ready:
+                return
+            for key, _ in ready:
+                try:
+                    if not loop.clients[key.data].sock.recv(RECV_SIZE):
+                        selector.unregister(key.fileobj)  # closed: the steady phase will report it
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    selector.unregister(key.fileobj)
+
+
 def run_worker(pipe: Pipe, plan: Plan, counters: SharedCounters | None = None, slot: int = 0, total_clients: int = 0) -> None:
     """The body of one worker process: connect, report ready, run on "go", drain, report."""
     try:
@@ -277,6 +307,10 @@ def run_worker(pipe: Pipe, plan: Plan, counters: SharedCounters | None = None, s
         pipe.send(("failed", f"{type(error).__name__}: {error}"))
         return
     loop = _Loop(plan, clients)
+    pipe.send(("connected", len(clients)))
+    message, _ = pipe.recv()
+    assert message == "settle"
+    _settle(loop)
     pipe.send(("ready", len(clients)))
     message, start_ns = pipe.recv()
     assert message == "go"

@@ -253,9 +253,13 @@ def measure(
             plan.address = server.address
         rss_before = server.rss_bytes()
         with _workers(plans, clients) as started:
-            connected = sum(int(_receive(pipe, "ready", READY_TIMEOUT)) for _, pipe in started)  # type: ignore[arg-type]
+            connected = sum(int(_receive(pipe, "connected", READY_TIMEOUT)) for _, pipe in started)  # type: ignore[arg-type]
             if connected != clients:
                 raise BenchError(f"only {connected} of {clients} clients joined")
+            for _, pipe in started:  # everyone is in: now let the join notices arrive
+                pipe.send(("settle", None))  # type: ignore[attr-defined]
+            for _, pipe in started:
+                _receive(pipe, "ready", READY_TIMEOUT)
             rss_connected = server.rss_bytes()
             cpu_before = server.cpu_seconds()
             start_ns = time.monotonic_ns() + 200_000_000  # everyone starts together, 0.2 s from now
