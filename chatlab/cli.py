@@ -184,7 +184,7 @@ def _add_swarm(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ramp-up", type=_non_negative_float, help="seconds over which the bots connect (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same run (default %(default)s)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--server", choices=["reference", "naive"], default="reference", help="start this server in-process (default %(default)s)")
+    where.add_argument("--server", choices=["reference", "asyncio", "naive"], default="reference", help="start this server in-process (default %(default)s)")
     where.add_argument("--target", type=_target, metavar="HOST:PORT", help="test a server that is already running")
     parser.add_argument("--rate", type=_positive_float, help="override every bot's think time: this many tasks per second per bot, at Poisson moments")
     parser.add_argument("--workers", type=_non_negative_int, default=0, help="run the bots in this many separate processes (for hundreds of bots; default: in this process)")

@@ -38,6 +38,13 @@ def test_every_scenario_passes_against_the_reference_server(name):
     assert result.metrics.expected > 0 or name == "collisions"
 
 
+@pytest.mark.parametrize("name", ["broadcast", "disconnects", "slow_reader", "hostile"])
+def test_the_asyncio_twin_passes_the_hardest_scenarios(name):
+    result = run(BOTS / f"{name}.py", seed=11, server="asyncio", **SMALL)
+    assert result.ok, result.summary_table()
+    assert result.meta["server"] == "asyncio"
+
+
 # Each scenario aimed at a seed bug, and the violation kinds it must find in the naive server.
 NAIVE_FINDINGS = {
     "disconnects": {"missing_leave"},  # bug 1: a clean close is never announced

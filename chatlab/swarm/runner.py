@@ -27,7 +27,7 @@ from chatlab.swarm.engine import RawRun, ScenarioError, load_scenario, run_bots,
 from chatlab.swarm.events import Event
 from chatlab.swarm.scenario import Scenario
 
-SERVERS = ("reference", "naive")
+SERVERS = ("reference", "asyncio", "naive")
 DRAIN_CHECK_EVERY = 0.5  # seconds between two checks of "has everything arrived?"
 
 
@@ -71,11 +71,15 @@ class SwarmRun:
 
 @contextlib.contextmanager
 def in_process_server(kind: str, options: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    """Start the reference or the naive server on a free port; yield its address."""
+    """Start the reference server, its asyncio twin or the naive server on a free port; yield its address."""
     if kind == "reference":
         from chatlab.server import ChatServer
 
         server: Any = ChatServer(host="127.0.0.1", port=0, **options)
+    elif kind == "asyncio":
+        from chatlab.aserver import AsyncChatServer
+
+        server = AsyncChatServer(host="127.0.0.1", port=0, **options)
     elif kind == "naive":
         from chatlab.naive import NaiveServer
 
@@ -122,7 +126,7 @@ def run(
         address_context: contextlib.AbstractContextManager[tuple[str, int]] = contextlib.nullcontext(target)
         server_label = f"{target[0]}:{target[1]}"
     else:
-        address_context = in_process_server(server, loaded.server_options if server == "reference" else {})
+        address_context = in_process_server(server, {} if server == "naive" else loaded.server_options)
         server_label = server
     with address_context as address:
         if workers:
