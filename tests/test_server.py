@@ -20,8 +20,8 @@ import pytest
 from chatlab import protocol
 from chatlab.aserver import AsyncChatServer
 from chatlab.client import ChatClient, ConnectionClosed, NameRefused
-from chatlab.protocol import ErrorLine, Message, Notice
-from chatlab.server import ChatServer
+from chatlab.protocol import ErrorLine, Message, Notice, encode_line
+from chatlab.server import ChatServer, Outbox
 
 TIMEOUT = 10.0
 
@@ -525,3 +525,36 @@ def test_error_lines_parse_as_errors(server):
     with join(server, "alice") as alice:
         alice.send_line("/nope")
         assert isinstance(alice.next_line(TIMEOUT), ErrorLine)
+
+
+# -- the outbox on its own: plain memory, no sockets ------------------------------------
+
+
+def test_the_outbox_hands_out_everything_queued_in_order_and_takes_back_the_rest():
+    outbox = Outbox(limit=1000)
+    assert outbox.put(b"one\n") and outbox.put(b"two\n")
+    data = outbox.take()
+    assert data == b"one\ntwo\n"
+    outbox.put(b"three\n")  # queued while the sender writes
+    outbox.sent(data, 5)  # the socket took "one\nt"
+    assert outbox.take() == b"wo\nthree\n"
+
+
+def test_an_overflow_finishes_the_half_sent_line_before_the_too_slow_notice():
+    outbox = Outbox(limit=20)
+    outbox.put(b"0123456789\n")
+    data = outbox.take()
+    assert not outbox.put(b"abcdefghij\n")  # 11 in flight + 11 > 20: too slow
+    outbox.sent(data, 4)
+    assert outbox.take() == b"456789\n" + encode_line(protocol.TOO_SLOW)
+    assert not outbox.put(b"more\n") and outbox.overflowed
+
+
+def test_retiring_waits_for_a_send_in_progress_then_hands_out_nothing():
+    outbox = Outbox(limit=1000)
+    outbox.put(b"hello\n")
+    data = outbox.take()
+    assert not outbox.retire(timeout=0.01)  # the sender is still writing
+    outbox.sent(data, 2)
+    assert outbox.retire(timeout=0)
+    assert outbox.take() == b""

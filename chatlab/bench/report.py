@@ -122,6 +122,7 @@ COLUMNS = (
     ("RSS MB", lambda c: _number(c.median.get("rss_mb"), 0)),
     ("threads", lambda c: _number(c.median.get("threads"), 0)),
     ("KiB/client", lambda c: _number(c.median.get("memory_per_client_kib"))),
+    ("harness late ms", lambda c: _number(c.median.get("harness_lateness_p99_ms"))),
     ("note", lambda c: c.note),
 )
 
