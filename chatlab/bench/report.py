@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from chatlab.bench.runner import KNEE_P99_MS, Cell
 
@@ -190,6 +192,21 @@ def _figure(width: float = 10.0, height: float = 4.5) -> Figure:
     return figure
 
 
+_PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 40, not 4x10^1, on log axes
+
+
+def _log_axes(axes: Axes, x: bool = True) -> None:
+    """Log scales with plain numbers, and a word when there is nothing to show."""
+    if x:
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(_PLAIN)
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(_PLAIN)
+    axes.yaxis.set_minor_formatter(_PLAIN)
+    if not axes.lines:
+        axes.text(0.5, 0.5, "not measured in this run", transform=axes.transAxes, ha="center", va="center", color="gray")
+
+
 def _servers(cells: Sequence[Cell]) -> list[str]:
     return list(dict.fromkeys(cell.server for cell in cells))
 
@@ -204,8 +221,7 @@ def plot_latency_vs_clients(cells: Sequence[Cell]) -> Figure:
             points = sorted((c.clients, c.median.get("p99_ms")) for c in cells if c.server == server and c.workload == workload and c.published and c.median.get("p99_ms") is not None)
             if points:
                 axes.plot(*zip(*points, strict=True), marker="o", color=SERVER_COLORS.get(server), label=server)
-        axes.set_xscale("log")
-        axes.set_yscale("log")
+        _log_axes(axes)
         axes.set_title(f"{workload}: p99 delivery latency")
         axes.set_xlabel("clients")
         axes.set_ylabel("p99 latency (ms)")
@@ -222,12 +238,12 @@ def plot_latency_vs_load(cells: Sequence[Cell]) -> Figure:
     for server in _servers(sweeps):
         points = sorted((cell.offered, cell.median["p99_ms"]) for cell in sweeps if cell.server == server)
         axes.plot(*zip(*points, strict=True), marker="o", color=SERVER_COLORS.get(server), label=server)
+    _log_axes(axes, x=False)
     axes.axhline(KNEE_P99_MS, color="gray", linestyle="--", label=f"knee: p99 {KNEE_P99_MS:.0f} ms")
     clients = sorted({cell.clients for cell in sweeps})
     axes.set_title(f"p99 latency against offered load ({', '.join(map(str, clients)) or 'no'} clients)")
     axes.set_xlabel("offered load (deliveries per second)")
     axes.set_ylabel("p99 latency (ms)")
-    axes.set_yscale("log")
     axes.legend()
     return figure
 
@@ -272,6 +288,7 @@ def plot_memory(cells: Sequence[Cell]) -> Figure:
     thread_axes.set_ylabel("threads")
     for axes in (memory_axes, thread_axes):
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(_PLAIN)
         if axes.get_legend_handles_labels()[0]:
             axes.legend()
     return figure
