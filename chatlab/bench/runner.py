@@ -32,7 +32,8 @@ DRAIN_TIMEOUT = 10.0  # seconds after the steady phase for due lines to arrive
 LINE_SIZE = 100  # bytes of text per chat line
 KNEE_P99_MS = 100.0  # the sweep stops once p99 passes this
 FIXED_DELIVERIES = 20_000  # deliveries per second in the "fixed" workload
-WINDOW_LINES_PER_CLIENT = 4000  # saturate: lines in flight per recipient (about 440 KB)
+WINDOW_LINES_PER_CLIENT = 4000  # saturate: lines in flight per recipient (about 440 KB)...
+WINDOW_LINES = 1_000_000  # ...and in all, so that what is in flight drains in seconds
 PROBES = 32  # clients that time every line they receive; the others are read in bulk and counted
 
 #: Harness limits. A run was limited by the harness, not the server, when the busiest
@@ -231,7 +232,8 @@ def measure(
     names = [f"c{index}" for index in range(clients)]
     every = -(-clients // PROBES)  # ceil: every so many clients, one is a probe
     probe = {name: mode == "poisson" and index % every == 0 for index, name in enumerate(names)}
-    round_lines = max(1, min(32, WINDOW_LINES_PER_CLIENT // (2 * max(1, clients - 1))))
+    window = min(WINDOW_LINES_PER_CLIENT * clients, WINDOW_LINES)
+    round_lines = max(1, min(32, window // clients // (2 * max(1, clients - 1))))
     plans = [
         Plan(
             address=("", 0),
@@ -241,7 +243,7 @@ def measure(
             duration=duration if mode != "idle" else 0.5,
             line_size=LINE_SIZE,
             seed=seed * 1000 + slot,
-            window=WINDOW_LINES_PER_CLIENT * clients,
+            window=window,
             round_lines=round_lines,
             probes=[probe[name] for name in share],
         )
