@@ -53,6 +53,7 @@ pushed afterwards is dropped, as a dead link would drop it.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import deque
@@ -95,19 +96,22 @@ class Episodes:
         self._lengths = lengths
         self._kind = kind
         self.windows: list[Window] = []  #: every window drawn so far, in time order
+        self._starts: list[float] = []  # their start times, for bisect
         self._next_start = origin + rng.expovariate(1 / every) if every > 0 else math.inf
 
     def _draw_until(self, moment: float) -> None:
         while self._next_start <= moment:
             window = Window(self._next_start, self._next_start + self._rng.uniform(*self._lengths), self._kind)
             self.windows.append(window)
+            self._starts.append(window.start)
             self._next_start = window.end + self._rng.expovariate(1 / self._every)
 
     def covering(self, moment: float) -> Window | None:
         """The window ``moment`` falls in, or None."""
         self._draw_until(moment)
-        if self.windows and self.windows[-1].start <= moment < self.windows[-1].end:
-            return self.windows[-1]
+        index = bisect.bisect_right(self._starts, moment) - 1  # the last window that began by then
+        if index >= 0 and moment < self.windows[index].end:
+            return self.windows[index]
         return None
 
     def until(self, moment: float) -> list[Window]:

@@ -106,12 +106,17 @@ INSTANT_WIDTH_S = 0.1  # seconds a fault (an instant) is shaded on the charts, s
 
 
 @contextlib.contextmanager
-def network_simulators(names: set[str], address: tuple[str, int], seed: int) -> Iterator[dict[str, Any]]:
-    """One running simulator per network profile in ``names``, in front of ``address``; yields name -> simulator."""
+def network_simulators(names: set[str], address: tuple[str, int], seed: int,
+                       known: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """One running simulator per network in ``names``, in front of ``address``; yields name -> simulator.
+
+    A name is a profile's, or one of ``known`` (name -> :class:`chatlab.sim.Network`).
+    """
     from chatlab.sim import NetworkError, NetworkSimulator, get_profile
 
+    known = known or {}
     try:
-        profiles = {name: get_profile(name) for name in sorted(names)}
+        profiles = {name: known[name] if name in known else get_profile(name) for name in sorted(names)}
     except NetworkError as error:
         raise ScenarioError(str(error)) from None
     with contextlib.ExitStack() as stack:
@@ -184,17 +189,20 @@ def run(
     workers: int = 0,
     out: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    network: str | None = None,
+    network: Any = None,
 ) -> SwarmRun:
     """Run a scenario against an in-process ``server`` or an outside ``target``; judge it.
 
     With ``out``, the report (events.csv, summary.json, charts, report.html) is
     written to that folder. With ``workers`` above 0 the bots run in that many
     separate processes (for hundreds of bots: one process cannot read for them all);
-    ``scenario`` must then be a file, which each worker loads. ``network`` names a
-    simulated network profile for every bot whose scenario does not place it on
-    one itself (see "Simulated networks" above).
+    ``scenario`` must then be a file, which each worker loads. ``network`` (a
+    profile's name, or a :class:`chatlab.sim.Network` of your own) is the simulated
+    network of every bot whose scenario does not place it on one itself (see
+    "Simulated networks" above).
     """
+    known = {} if network is None or isinstance(network, str) else {network.name: network}
+    network = network if network is None or isinstance(network, str) else network.name
     if workers and isinstance(scenario, Scenario):
         raise ScenarioError("bots in worker processes need a scenario file, not a Scenario object")
     if isinstance(scenario, Scenario):
@@ -208,7 +216,7 @@ def run(
         address_context = in_process_server(server, loaded.server_options if server == "reference" else {})
         server_label = server
     planned_networks = plan_networks(loaded, bots, seed, network or "")
-    with address_context as address, network_simulators(set(planned_networks) - {""}, address, seed) as simulators:
+    with address_context as address, network_simulators(set(planned_networks) - {""}, address, seed, known) as simulators:
         routes = {name: simulator.address for name, simulator in simulators.items()}
         if workers:
             raw: RawRun = run_bots_in_workers(
