@@ -23,7 +23,8 @@ on the bot class). One simulator runs per profile in use, seeded from the run's
 seed. What the simulators did (stalls, slow-consumer pauses, resets, half-closes,
 lines cut mid-way) becomes NETWORK events of the bot concerned, and the spans are
 shaded on the time charts (``meta["windows"]``), so a latency spike can be seen
-next to its cause. Each connection's impairments are seeded by the order in which
+next to its cause. A shaded span means *some* bot was stalled (or paused, or
+reset) then: the spans of all bots are merged per kind, and ``events.csv`` says who. Each connection's impairments are seeded by the order in which
 the simulator accepted it, which the ramp-up mostly fixes but the OS may shuffle
 when bots connect at the same instant.
 """
