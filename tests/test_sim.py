@@ -203,8 +203,11 @@ def test_a_missing_upstream_is_reported_and_the_client_turned_away():
     with upstream() as listener:
         address = listener.getsockname()
     with simulate(address, "lan") as simulator:
-        with socket.create_connection(simulator.address, timeout=TIMEOUT) as client:
-            assert read_to_end(client)[0] == b""
+        try:
+            with socket.create_connection(simulator.address, timeout=TIMEOUT) as client:
+                assert read_to_end(client)[0] == b""
+        except ConnectionResetError:
+            pass  # the reset came before connect() had looked: turned away all the same
     assert [event.kind for event in simulator.events()] == ["upstream-failed"]
 
 

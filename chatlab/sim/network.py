@@ -274,6 +274,21 @@ def get_profile(name: str) -> Network:
         raise NetworkError(f"no network profile {name!r}: choose one of {', '.join(PROFILES)}") from None
 
 
+LEGEND = """\
+Units: seconds, bytes, bytes per second. Ranges are MIN,MAX. Each direction of each connection draws
+from its own generators, seeded from --seed, the connection's number and the direction.
+  latency       the least delay of every byte, never undercut; bytes are never reordered
+  jitter        extra delay per write: uniform -> uniform(0, jitter); normal -> |normal(0, jitter)| (half-normal)
+  bandwidth     each piece holds the link for len/bandwidth seconds
+  fragment      piece sizes uniform in MIN..MAX, fragment_gap uniform between pieces;
+                cut_before_lf, cut_in_char: chance of a cut before each LF, inside each multi-byte character
+  coalesce      writes are held this long after the first, then go on as one piece
+  stall_*       stalls start after exponential quiet times of mean stall_every, last uniform stall_for
+  slow_*        likewise: pauses in reading from the sender (a slow consumer)
+  fault         reset, half-close or mid-line, on a connection with chance fault_probability,
+                after a number of bytes uniform in fault_after"""
+
+
 def describe_profiles() -> str:
-    """Every profile with its exact parameters, for ``chatlab sim --list``."""
-    return "\n".join(network.describe() for network in PROFILES.values())
+    """Every profile with its exact parameters, then what they mean, for ``chatlab sim --list``."""
+    return "\n".join(network.describe() for network in PROFILES.values()) + "\n\n" + LEGEND

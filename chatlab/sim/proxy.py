@@ -24,7 +24,8 @@ then ``chatlab client --port 1235`` or ``nc 127.0.0.1 1235``.
 Threads
 =======
 
-One thread (``sim-accept``) accepts clients. Each connection gets two threads, one
+One thread (``sim-accept``) accepts clients and connects each to the upstream
+(so a slow upstream delays the next accept, by :data:`CONNECT_TIMEOUT` at most). Each connection gets two threads, one
 per direction (``sim-up-N`` and ``sim-down-N``), and each runs the same loop: hand
 the sending side what its :class:`~chatlab.sim.shaper.Shaper` says is due, then wait
 in ``select()`` until the next piece is due or more bytes arrive, and read them. A
@@ -250,9 +251,15 @@ class NetworkSimulator:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()  # the client sees a reset: nobody is there
             return
-        for sock in (client, server):
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # pieces leave as they are cut
+        try:
+            for sock in (client, server):
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # pieces leave as they are cut
+        except OSError as error:  # the client left already: nothing to relay, keep accepting others
+            self._record(SimEvent(now, now, number, client_address, "", "close", f"gone before relaying: {error}"))
+            client.close()
+            server.close()
+            return
         link = _Link(number, client, client_address, server, self.network, self.seed, now)
         self._record(SimEvent(now, now, number, client_address, "", "open", self.network.name))
         pumps = [
@@ -287,6 +294,7 @@ class NetworkSimulator:
                         else:
                             link.end(reset=piece.action == "reset")
                             return
+                now = self.clock()  # sending may have taken a while
                 if not source_open and shaper.is_empty():
                     if not sink_shut:
                         sink.shutdown(socket.SHUT_WR)  # pass the sender's half-close on
