@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from chatlab.client import ChatClient
 from chatlab.protocol import Message
-from chatlab.sim import Impairment, Network, NetworkSimulator, simulate
+from chatlab.sim import Impairment, Network, NetworkSimulator, Shaper, simulate
 from chatlab.sim.network import PROFILES, describe_profiles
 from chatlab.swarm import checker
 from chatlab.swarm import events as ev
@@ -197,6 +197,67 @@ def test_a_mid_line_close_leaves_the_server_half_a_line():
         received, how = read_to_end(server)
         assert how == "closed" and lines.startswith(received) and not received.endswith(b"\n")
         assert read_to_end(client) == (b"", "closed")
+
+
+def test_each_connection_can_have_a_network_of_its_own():
+    doomed = Network("doomed", up=Impairment(fault="reset", fault_after=(3, 3)))
+    with upstream() as listener, simulate(listener.getsockname(), "lan",
+                                          network_for=lambda number, _: doomed if number == 1 else "lan") as simulator:
+        for number in range(3):
+            with socket.create_connection(simulator.address, timeout=TIMEOUT) as client:
+                server, _ = listener.accept()
+                server.settimeout(TIMEOUT)
+                with server:
+                    client.sendall(b"hello\n")
+                    client.shutdown(socket.SHUT_WR)
+                    assert read_to_end(server) == ((b"hel", "reset") if number == 1 else (b"hello\n", "closed"))
+    assert [event.detail for event in simulator.events() if event.kind == "open"] == ["lan", "doomed", "lan"]
+
+
+class FrozenClock:
+    """A clock that moves only when the test says so (the simulator's ``clock``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fill(sock: socket.socket, limit: int) -> int:
+    """Send until the socket stays full (nobody reads at the other end) or ``limit`` bytes went; how many went.
+
+    "Stays full" means no room for 0.2 s after it filled up: against a reader that
+    has stopped for good this ends however loaded the machine, and against one that
+    still reads the loop goes on to ``limit``.
+    """
+    sock.setblocking(False)
+    sent, chunk = 0, b"x" * 65536
+    while sent < limit:
+        try:
+            sent += sock.send(chunk)
+        except BlockingIOError:
+            _, writable, _ = select.select([], [sock], [], 0.2)
+            if not writable:
+                break
+    return sent
+
+
+def test_a_slow_consumer_stops_reading_from_the_server_and_then_reads_again():
+    # The clock is frozen, and nothing is delivered before 1000 s: whatever the proxy
+    # reads stays in its (huge) queue, so the server's sends can only block if the
+    # proxy stops reading.
+    down = Impairment(latency=1000.0, slow_every=1.0, slow_for=(5.0, 5.0))
+    clock = FrozenClock(100.0)
+    twin = Shaper(down, "0/0/down", origin=100.0)  # the same seed as connection 0's down direction
+    pause = twin.windows_until(200.0)[0]
+    with relayed(Network("slow", down=down), clock=clock, max_buffer=1 << 30) as (client, server, _):
+        clock.now = pause.start + 0.001
+        sent = fill(server, limit=64 << 20)
+        assert sent < 64 << 20, "the server never blocked: the proxy kept reading during the pause"
+        clock.now = pause.end + 0.001
+        _, writable, _ = select.select([], [server], [], TIMEOUT)
+        assert writable, "the proxy did not read again after the pause"
 
 
 def test_a_missing_upstream_is_reported_and_the_client_turned_away():

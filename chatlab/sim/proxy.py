@@ -141,6 +141,9 @@ class NetworkSimulator:
     """A TCP proxy in front of ``upstream`` that impairs every connection as ``network`` says.
 
     ``network`` is a :class:`~chatlab.sim.network.Network` or a profile's name.
+    ``network_for(number, client_address)``, when given, chooses the network of
+    each connection instead (a Network or a profile's name), so that one simulator
+    can give, say, every fifth connection a flaky link.
     ``seed`` makes it reproducible: connection ``n``'s direction ``d`` draws from
     generators seeded with ``f"{seed}/{n}/{d}"``. ``clock`` (seconds, monotonic) is
     the one every timetable is computed on; it is ``time.monotonic`` unless a test
@@ -159,9 +162,11 @@ class NetworkSimulator:
         clock: Callable[[], float] = time.monotonic,
         max_buffer: int = MAX_BUFFER,
         on_event: Callable[[SimEvent], None] | None = None,
+        network_for: Callable[[int, tuple[str, int]], Network | str] | None = None,
     ) -> None:
         self.upstream = upstream
         self.network = get_profile(network) if isinstance(network, str) else network
+        self.network_for = network_for
         self.seed = seed
         self.clock = clock
         self.max_buffer = max_buffer
@@ -260,8 +265,12 @@ class NetworkSimulator:
             client.close()
             server.close()
             return
-        link = _Link(number, client, client_address, server, self.network, self.seed, now)
-        self._record(SimEvent(now, now, number, client_address, "", "open", self.network.name))
+        network = self.network
+        if self.network_for is not None:
+            chosen = self.network_for(number, client_address)
+            network = get_profile(chosen) if isinstance(chosen, str) else chosen
+        link = _Link(number, client, client_address, server, network, self.seed, now)
+        self._record(SimEvent(now, now, number, client_address, "", "open", network.name))
         pumps = [
             threading.Thread(target=self._pump, args=(link, direction), name=f"sim-{direction}-{number}")
             for direction in DIRECTIONS
