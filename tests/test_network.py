@@ -66,3 +66,14 @@ def test_a_network_picks_its_direction():
     up, down = Impairment(latency=1.0), Impairment(latency=2.0)
     network = Network("custom", up, down)
     assert network.direction("up") is up and network.direction("down") is down
+
+
+def test_the_examples_in_the_docstrings_run():
+    import doctest
+
+    import chatlab.sim.network
+    import chatlab.sim.shaper
+
+    for module in (chatlab.sim.network, chatlab.sim.shaper):
+        outcome = doctest.testmod(module)
+        assert outcome.attempted > 0 and outcome.failed == 0, module.__name__

@@ -6,7 +6,6 @@ sockets, no threads, no clock of its own. Bytes go in with the time they arrived
 (:meth:`Shaper.pop_due`). The proxy (:mod:`chatlab.sim.proxy`) only glues sockets to
 it, and tests can drive it with made-up times::
 
-    >>> import random
     >>> from chatlab.sim.network import Impairment
     >>> shaper = Shaper(Impairment(latency=0.1), seed="demo", origin=0.0)
     >>> shaper.push(b"hello\\n", now=1.0)

@@ -149,11 +149,11 @@ def network_events(simulators: dict[str, Any], events: list[Event]) -> list[Even
             candidates = connects.get(f"{item.client[0]}:{item.client[1]}", [])
             opened_ns = int(opened.get(item.connection, item.start) * 1e9)
             bot = min(candidates, key=lambda connect: abs(connect.t_ns - opened_ns), default=None)
+            if bot is None:
+                continue  # no bot recorded this connection (it never got as far as CONNECT)
             where = f" {item.direction}" if item.direction else ""
-            found.append(Event(
-                start_ns, bot.bot if bot else "network", ev.NETWORK, bot.conn if bot else 0, bot.name if bot else "",
-                text=f"{item.kind}{where} ({name})", planned_ns=end_ns,
-            ))
+            found.append(Event(start_ns, bot.bot, ev.NETWORK, bot.conn, bot.name,
+                               text=f"{item.kind}{where} ({name})", planned_ns=end_ns))
     return found
 
 
