@@ -32,9 +32,13 @@ in ``select()`` until the next piece is due or more bytes arrive, and read them.
 direction reads nothing while its queue holds ``max_buffer`` bytes or during a
 slow-consumer pause, so the sender's TCP window fills, as with a real slow reader.
 
-The sockets are non-blocking and every wait is at most :data:`STEP` seconds, so a
-thread notices within that time that its connection is ending or the simulator is
-stopping; :meth:`NetworkSimulator.stop` then joins every thread it started.
+The sockets are non-blocking. A thread with something scheduled wakes at least
+every :data:`STEP` seconds to look at the clock (which a test may have moved); an
+idle one sleeps in ``select()`` until bytes arrive, for :data:`IDLE_WAIT` seconds at
+most. To end a connection promptly, :meth:`_Link.end` shuts down the reading side of
+both sockets (``SHUT_RD``, which sends nothing to the peers): a thread waiting in
+``select()`` wakes at once and sees the connection is ending. :meth:`NetworkSimulator.stop`
+ends every connection that way, then joins every thread it started.
 
 How connections end
 ===================
@@ -68,7 +72,8 @@ from chatlab.sim.shaper import Shaper
 
 log = logging.getLogger("chatlab.sim")
 
-STEP = 0.05  # seconds: the longest any simulator thread waits before looking at its stop flags
+STEP = 0.05  # seconds: the longest a thread with something scheduled waits before looking at the clock again
+IDLE_WAIT = 0.5  # seconds an idle direction waits for bytes before looking around (ending wakes it sooner)
 RECV_SIZE = 65536
 MAX_BUFFER = 256 * 1024  # bytes a direction holds before it stops reading from its sender
 CONNECT_TIMEOUT = 5.0  # seconds to reach the upstream server
@@ -112,10 +117,15 @@ class _Link:
         self.pumps_running = len(DIRECTIONS)
 
     def end(self, reset: bool) -> None:
-        """Ask both pumps to stop; with ``reset``, the sockets will be closed with an RST."""
+        """Ask both pumps to stop, and wake them; with ``reset``, the sockets will be closed with an RST."""
         with self._lock:
             self.reset = self.reset or reset
         self.ending.set()
+        for sock in (self.client, self.server):
+            try:
+                sock.shutdown(socket.SHUT_RD)  # a pump waiting to read wakes up now
+            except OSError:
+                pass  # not connected any more: nobody waits on it
 
     def pump_done(self) -> bool:
         """One pump has finished; True for the last one, which must close the sockets."""
@@ -175,10 +185,11 @@ class NetworkSimulator:
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()  # set: every thread winds down
         self._accept_thread = threading.Thread(target=self._accept_loop, name="sim-accept")
-        self._lock = threading.Lock()  # guards: _threads, _events, _connections
+        self._lock = threading.Lock()  # guards: _threads, _events, _connections, _links
         self._threads: list[threading.Thread] = []  # pump threads started, pruned when finished
         self._events: list[SimEvent] = []
         self._connections = 0  # connections accepted so far
+        self._links: dict[int, _Link] = {}  # connections being relayed, by number
 
     # -- starting and stopping ---------------------------------------------------------------
 
@@ -203,6 +214,9 @@ class NetworkSimulator:
             self._accept_thread.join()
         with self._lock:
             threads = list(self._threads)
+            links = list(self._links.values())
+        for link in links:
+            link.end(reset=False)
         for thread in threads:
             thread.join()
 
@@ -277,6 +291,7 @@ class NetworkSimulator:
         ]
         with self._lock:
             self._threads += pumps
+            self._links[number] = link
         for pump in pumps:
             pump.start()
 
@@ -308,19 +323,19 @@ class NetworkSimulator:
                     if not sink_shut:
                         sink.shutdown(socket.SHUT_WR)  # pass the sender's half-close on
                     return
-                wait = STEP
                 due = shaper.next_due()
+                paused_until = shaper.reading_paused_until(now)
+                wait = IDLE_WAIT if due is None and paused_until is None else STEP
                 if due is not None:
                     wait = min(wait, max(0.0, due - now))
-                paused_until = shaper.reading_paused_until(now)
                 if paused_until is not None:
                     wait = min(wait, max(0.0, paused_until - now))
                 if not (source_open and paused_until is None and shaper.queued_bytes < self.max_buffer):
                     link.ending.wait(wait)  # nothing to read for now: wait for the next piece's time
                     continue
                 readable, _, _ = select.select([source], [], [], wait)
-                if not readable:
-                    continue
+                if not readable or shaper.reading_paused_until(self.clock()) is not None:
+                    continue  # nothing came, or a slow-consumer pause began while we waited
                 try:
                     data = source.recv(RECV_SIZE)
                 except BlockingIOError:
