@@ -24,9 +24,10 @@ then ``chatlab client --port 1235`` or ``nc 127.0.0.1 1235``.
 Threads
 =======
 
-One thread (``sim-accept``) accepts clients and connects each to the upstream
-(so a slow upstream delays the next accept, by :data:`CONNECT_TIMEOUT` at most). Each connection gets two threads, one
-per direction (``sim-up-N`` and ``sim-down-N``), and each runs the same loop: hand
+One thread (``sim-accept``) accepts clients and connects each to the upstream (so
+a slow upstream delays the next accept, by :data:`CONNECT_TIMEOUT` at most). Each
+connection gets two threads, one per direction (``sim-up-N`` and ``sim-down-N``),
+and each runs the same loop: hand
 the sending side what its :class:`~chatlab.sim.shaper.Shaper` says is due, then wait
 in ``select()`` until the next piece is due or more bytes arrive, and read them. A
 direction reads nothing while its queue holds ``max_buffer`` bytes or during a
@@ -47,10 +48,10 @@ How connections end
   the other side gets the same half-close (``shutdown(SHUT_WR)``), and the other
   direction carries on until it ends too, exactly as TCP allows;
 * a side resets the connection: the other side is reset too (``SO_LINGER`` 0);
-* a fault planned by the shaper: ``reset`` resets both sides, ``half-close`` shuts
-  the receiving side's input as if the sender had half-closed (the sender's later
-  bytes are dropped), and ``mid-line`` closes both sides after delivering a line
-  only in part.
+* a fault planned by the shaper: ``reset`` resets both sides; ``half-close`` gives
+  the receiving side an end of stream as if the sender had half-closed (the
+  sender's later bytes are dropped, the other direction goes on); ``mid-line``
+  closes both sides after delivering a line only in part.
 
 What the simulator did is kept as :class:`SimEvent` records (:meth:`NetworkSimulator.events`),
 which the swarm turns into shaded windows on its charts.
@@ -373,6 +374,8 @@ class NetworkSimulator:
     def _finish(self, link: _Link) -> None:
         """Both directions are done: record the windows each direction went through, and close."""
         now = self.clock()
+        with self._lock:
+            del self._links[link.number]
         for direction, shaper in link.shapers.items():
             for window in shaper.windows_until(now):
                 self._record(SimEvent(window.start, min(window.end, now), link.number, link.client_address,
