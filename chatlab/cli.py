@@ -188,6 +188,7 @@ def _add_swarm(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--target", type=_target, metavar="HOST:PORT", help="test a server that is already running")
     parser.add_argument("--rate", type=_positive_float, help="override every bot's think time: this many tasks per second per bot, at Poisson moments")
     parser.add_argument("--workers", type=_non_negative_int, default=0, help="run the bots in this many separate processes (for hundreds of bots; default: in this process)")
+    parser.add_argument("--network", metavar="PROFILE", help="connect every bot through a simulated network (see `chatlab sim --list`), unless the scenario places it on one")
     parser.add_argument("--out", help="folder for the report (default: runs/SCENARIO-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(run=_run_swarm)
@@ -212,6 +213,7 @@ def _run_swarm(args: argparse.Namespace) -> int:
             target=args.target,
             rate=args.rate,
             workers=args.workers,
+            network=args.network,
             out=out,
             progress=None if args.quiet else progress_printer(),
         )
@@ -299,6 +301,79 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- chatlab sim ---------------------------------------------------------------------
+
+
+def _add_sim(subparsers: argparse._SubParsersAction) -> None:
+    from chatlab.sim.network import PROFILES
+
+    parser = subparsers.add_parser(
+        "sim",
+        help="put a simulated network between clients and a server",
+        description=(
+            "Relay TCP connections from --listen to --upstream through a simulated network: latency, jitter, "
+            "bandwidth, fragments, coalescing, stalls, slow reading and faults, each direction on its own. "
+            "Point `chatlab client` or `nc` at the --listen address to feel it."
+        ),
+    )
+    parser.add_argument("--list", action="store_true", help="print every profile with its exact parameters, and exit")
+    parser.add_argument("--listen", type=_target, default=("127.0.0.1", 1235), metavar="HOST:PORT", help="where clients connect (default 127.0.0.1:1235)")
+    parser.add_argument("--upstream", type=_target, default=("127.0.0.1", protocol.DEFAULT_PORT), metavar="HOST:PORT", help=f"the real server (default 127.0.0.1:{protocol.DEFAULT_PORT})")
+    parser.add_argument("--profile", choices=list(PROFILES), default="lan", help="the network to start from (default %(default)s)")
+    parser.add_argument("--latency", type=_non_negative_float, metavar="SECONDS", help="both directions: the least delay of every byte")
+    parser.add_argument("--jitter", type=_non_negative_float, metavar="SECONDS", help="both directions: extra random delay (uniform 0..SECONDS unless jitter_distribution=normal)")
+    parser.add_argument("--bandwidth", type=_non_negative_float, metavar="BYTES_PER_S", help="both directions: the link's capacity (0: no limit)")
+    parser.add_argument("--fragment", metavar="MIN,MAX", help="both directions: cut every write into pieces of MIN to MAX bytes")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="any setting, for both directions (latency=0.1) or one (down.fault=reset); repeatable; see --list for the names",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same network (default %(default)s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not log connections, windows and faults")
+    parser.set_defaults(run=_run_sim)
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    from chatlab.sim import NetworkError, NetworkSimulator, describe_profiles, get_profile
+
+    if args.list:
+        print(describe_profiles())
+        return 0
+    shortcuts = [f"{name}={value}" for name, value in (
+        ("latency", args.latency), ("jitter", args.jitter), ("bandwidth", args.bandwidth), ("fragment", args.fragment),
+    ) if value is not None]
+    try:
+        network = get_profile(args.profile).with_settings(shortcuts + args.set)
+    except NetworkError as error:
+        print(f"chatlab sim: {error}", file=sys.stderr)
+        return 2
+
+    def show(event) -> None:  # type: ignore[no-untyped-def]
+        span = f" for {event.end - event.start:.3f} s" if event.end > event.start else ""
+        where = f" {event.direction}" if event.direction else ""
+        print(f"connection {event.connection} {event.client[0]}:{event.client[1]}{where}: {event.kind}{span}"
+              f"{' (' + event.detail + ')' if event.detail else ''}", file=sys.stderr, flush=True)
+
+    simulator = NetworkSimulator(args.upstream, network, host=args.listen[0], port=args.listen[1], seed=args.seed,
+                                 on_event=None if args.quiet else show)
+    try:
+        simulator.start()
+    except OSError as error:
+        return _fail("sim", f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error.strerror or error}")
+    host, port = simulator.address
+    print(f"chatlab sim: {host}:{port} -> {args.upstream[0]}:{args.upstream[1]} through\n{network.describe()}",
+          file=sys.stderr, flush=True)
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
+    try:
+        stop_requested.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -312,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatlab", description="chatlab: a lab kit for concurrent network programming.")
     parser.add_argument("--version", action="version", version=f"chatlab {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench):
+    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench, _add_sim):
         add(subparsers)
     return parser
 

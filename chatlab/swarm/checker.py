@@ -144,6 +144,7 @@ from chatlab.swarm.events import (
     JOINED,
     LEAVE,
     NAME,
+    NETWORK,
     RECV,
     REFUSED,
     SEND,
@@ -402,7 +403,7 @@ class _Judge:
     """Reads the log once into indexes, then runs one method per check."""
 
     def __init__(self, events: list[Event], drain_end_ns: int | None) -> None:
-        self.events = [event for event in events if event.kind != STALL]
+        self.events = [event for event in events if event.kind not in (STALL, NETWORK)]  # not the bots' doing
         if drain_end_ns is None:
             drain_end_ns = max((event.t_ns for event in self.events), default=0)
         self.drain_end_ns = drain_end_ns

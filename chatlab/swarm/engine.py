@@ -265,7 +265,8 @@ class BotRunner:
             return False
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
-        self.record(ev.CONNECT)
+        local_host, local_port = sock.getsockname()[:2]
+        self.record(ev.CONNECT, text=f"{local_host}:{local_port}")  # lets a network simulator's records find this bot
         welcome = self._read_line()
         if welcome is None:
             return False
@@ -455,16 +456,51 @@ class PlannedBot:
     bot_class: type[Bot]
     label: str
     name: str
+    network: str = ""  #: the simulated network it connects through ("": straight to the server)
 
 
-def plan_population(scenario: Scenario, bots: int | None, seed: int) -> tuple[list[PlannedBot], Vocabulary]:
-    """Every bot of the run, in joining order; the same for the same seed, in any process."""
+def _joining_order(scenario: Scenario, bots: int | None, seed: int) -> list[type[Bot]]:
     population = scenario.population(bots)
     if not population:
         raise ScenarioError("the scenario has no bots")
-    vocabulary = Vocabulary.generate(seed, len(population))
     random.Random(seed).shuffle(population)  # personas join in a mixed order
-    plan = [PlannedBot(i, bot_class, f"b{i:03d}", vocabulary.names[i]) for i, bot_class in enumerate(population)]
+    return population
+
+
+def plan_networks(scenario: Scenario, bots: int | None, seed: int, network: str = "") -> list[str]:
+    """The network of every bot, in joining order ("" for none); cheap, and the same in any process.
+
+    A bot class's own ``network`` comes first. Then each share of
+    ``scenario.networks`` (``{"mobile": 0.1}``: a tenth of the bots) goes to bots
+    picked with the seed among the rest, and whoever is left gets ``network``
+    (``chatlab swarm --network``).
+    """
+    population = _joining_order(scenario, bots, seed)
+    networks = [bot_class.network or "" for bot_class in population]
+    shares = scenario.networks
+    if any(not 0 <= share <= 1 for share in shares.values()) or sum(shares.values()) > 1:
+        raise ScenarioError(f"network shares must each be between 0 and 1 and add up to at most 1, got {shares}")
+    free = [index for index, name in enumerate(networks) if not name]
+    random.Random(f"{seed}/networks").shuffle(free)
+    for name, share in shares.items():
+        count = round(share * len(population))
+        for index in free[:count]:
+            networks[index] = name
+        free = free[count:]
+    for index in free:
+        networks[index] = network
+    return networks
+
+
+def plan_population(scenario: Scenario, bots: int | None, seed: int,
+                    network: str = "") -> tuple[list[PlannedBot], Vocabulary]:
+    """Every bot of the run, in joining order; the same for the same seed, in any process."""
+    population = _joining_order(scenario, bots, seed)
+    networks = plan_networks(scenario, bots, seed, network)
+    vocabulary = Vocabulary.generate(seed, len(population))
+    plan = [
+        PlannedBot(i, bot_class, f"b{i:03d}", vocabulary.names[i], networks[i]) for i, bot_class in enumerate(population)
+    ]
     return plan, vocabulary
 
 
@@ -474,17 +510,27 @@ def make_timeline(ramp_up: float, steady: float) -> Timeline:
     return Timeline(start_ns, start_ns + ramp_ns, start_ns + ramp_ns + int(steady * 1e9))
 
 
+def _route(planned: PlannedBot, address: tuple[str, int], routes: dict[str, tuple[str, int]] | None) -> tuple[str, int]:
+    """Where a bot connects: its network simulator's address, or the server's."""
+    if not planned.network:
+        return address
+    if routes is None or planned.network not in routes:
+        raise ScenarioError(f"bot {planned.label} is on network {planned.network!r}, but no simulator runs it")
+    return routes[planned.network]
+
+
 class BotGroup:
     """Bot threads in this process, for part or all of the population."""
 
     def __init__(self, plan: list[PlannedBot], total: int, vocabulary: Vocabulary, address: tuple[str, int],
-                 seed: int, rate: float | None) -> None:
+                 seed: int, rate: float | None, routes: dict[str, tuple[str, int]] | None = None) -> None:
         self.total = total
         self.go, self.draining, self.stopped = threading.Event(), threading.Event(), threading.Event()
         wait_override = poisson(rate) if rate else None
         threading.stack_size(THREAD_STACK_SIZE)
         self.runners = [
-            BotRunner(planned.bot_class, planned.label, planned.name, seed, vocabulary, address,
+            BotRunner(planned.bot_class, planned.label, planned.name, seed, vocabulary,
+                      _route(planned, address, routes),
                       self.go, self.draining, self.stopped, wait_override)
             for planned in plan
         ]
@@ -549,15 +595,21 @@ def run_bots(
     rate: float | None = None,
     drain_done: Callable[[list[Event]], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    network: str = "",
+    routes: dict[str, tuple[str, int]] | None = None,
 ) -> RawRun:
     """Run the scenario's bots in this process against ``address``; return the merged log.
+
+    A bot on a simulated network (see :func:`plan_networks`; ``network`` is the
+    default) connects to ``routes[its network]`` instead: a simulator in front of
+    ``address``.
 
     ``drain_done(events)`` is asked during the drain whether every expected delivery
     has arrived; the drain ends when it says so or after ``scenario.drain`` seconds.
     ``progress(phase, sent, received)`` is called about twice a second.
     """
-    plan, vocabulary = plan_population(scenario, bots, seed)
-    group = BotGroup(plan, len(plan), vocabulary, address, seed, rate)
+    plan, vocabulary = plan_population(scenario, bots, seed, network)
+    group = BotGroup(plan, len(plan), vocabulary, address, seed, rate, routes)
     timeline = make_timeline(scenario.ramp_up if ramp_up is None else ramp_up,
                              scenario.duration if duration is None else duration)
     group.launch(timeline)
@@ -623,12 +675,13 @@ def _in_order(events: list[Event]) -> list[Event]:
 
 
 def _worker_main(scenario_path: str, address: tuple[str, int], bots: int | None, seed: int, rate: float | None,
-                 worker: int, workers: int, pipe, counters) -> None:  # type: ignore[no-untyped-def]
+                 worker: int, workers: int, pipe, counters, network: str = "",
+                 routes: dict[str, tuple[str, int]] | None = None) -> None:  # type: ignore[no-untyped-def]
     """The body of one worker process: its share of the bots, driven by the coordinator."""
     scenario = load_scenario(scenario_path)
-    plan, vocabulary = plan_population(scenario, bots, seed)
+    plan, vocabulary = plan_population(scenario, bots, seed, network)
     share = [planned for planned in plan if planned.index % workers == worker]
-    group = BotGroup(share, len(plan), vocabulary, address, seed, rate)
+    group = BotGroup(share, len(plan), vocabulary, address, seed, rate, routes)
     try:
         pipe.send("ready")
         group.launch(pipe.recv())
@@ -659,6 +712,8 @@ def run_bots_in_workers(
     rate: float | None = None,
     drain_done: Callable[[list[Event]], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    network: str = "",
+    routes: dict[str, tuple[str, int]] | None = None,
 ) -> RawRun:
     """Like :func:`run_bots`, with the bots spread over ``workers`` processes.
 
@@ -675,7 +730,7 @@ def run_bots_in_workers(
         shared = context.Array("q", 2, lock=False)
         process = context.Process(
             target=_worker_main, name=f"swarm-worker-{worker}",
-            args=(str(scenario_path), address, bots, seed, rate, worker, workers, theirs, shared),
+            args=(str(scenario_path), address, bots, seed, rate, worker, workers, theirs, shared, network, routes),
         )
         process.start()
         pipes.append(ours)

@@ -37,7 +37,7 @@ from pathlib import Path
 # -- kinds of event ---------------------------------------------------------------
 # Times are time.monotonic_ns() of the process that ran the bot.
 
-CONNECT = "connect"  #: the TCP connection is made (t: when connect() returned)
+CONNECT = "connect"  #: the TCP connection is made (t: when connect() returned); text: the bot's local HOST:PORT
 CONNECT_FAILED = "connect_failed"  #: the connection could not be made; text: the error
 NAME = "name"  #: the name line was sent; name: the name asked for
 JOINED = "joined"  #: the name was accepted; text: the greeting line
@@ -50,8 +50,11 @@ RECV = "recv"  #: one line arrived; text: the raw line without its LF
 LEAVE = "leave"  #: the bot starts leaving; text: how (quit, close, reset, half-close, mid-line)
 CLOSED = "closed"  #: the connection has ended; text: why (server closed, reset, we closed)
 STALL = "stall"  #: the harness itself woke late; planned_ns: when it meant to wake (bot: "harness")
+#: the simulated network impaired this connection (chatlab.sim); text: what, which way and the profile
+#: ("stall down (mobile)", "reset down (flaky)"); t_ns..planned_ns: the window (equal for a fault)
+NETWORK = "network"
 
-KINDS = (CONNECT, CONNECT_FAILED, NAME, JOINED, REFUSED, SEND, WHISPER, COMMAND, RAW, RECV, LEAVE, CLOSED, STALL)
+KINDS = (CONNECT, CONNECT_FAILED, NAME, JOINED, REFUSED, SEND, WHISPER, COMMAND, RAW, RECV, LEAVE, CLOSED, STALL, NETWORK)
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,9 +246,12 @@ def _no_data(axes: Axes, what: str) -> None:
 
 
 def _shade(axes: Axes, windows: Iterable[Window], label_them: bool = True) -> None:
-    """Shade impairment or fault windows on ``axes`` (labelled for the legend when asked)."""
-    for number, (start_s, end_s, label) in enumerate(windows):
-        axes.axvspan(start_s, end_s, color=f"C{(number + 4) % 10}", alpha=0.15, label=label if label_them else None)
+    """Shade impairment or fault windows on ``axes``, one colour per label (in the legend once, when asked)."""
+    colours: dict[str, str] = {}
+    for start_s, end_s, label in windows:
+        first = label not in colours
+        colour = colours.setdefault(label, f"C{(len(colours) + 4) % 10}")
+        axes.axvspan(start_s, end_s, color=colour, alpha=0.15, label=label if label_them and first else None)
 
 
 def _legend_if_several(axes: Axes, loc: str = "best") -> None:

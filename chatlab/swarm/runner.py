@@ -11,6 +11,22 @@ For notebooks and tests::
     result.plot_latency_cdf()   # a matplotlib Figure
 
 ``chatlab swarm`` on the command line is a thin shell around :func:`run`.
+
+Simulated networks
+==================
+
+With ``network="mobile"`` (``--network mobile``) every bot connects through a
+:class:`chatlab.sim.NetworkSimulator` running that profile in front of the server;
+a scenario can also put a share of its bots on a network
+(``Scenario(networks={"mobile": 0.1})``) or a persona on one (``network = "flaky"``
+on the bot class). One simulator runs per profile in use, seeded from the run's
+seed. What the simulators did (stalls, slow-consumer pauses, resets, half-closes,
+lines cut mid-way) becomes NETWORK events of the bot concerned, and the spans are
+shaded on the time charts (``meta["windows"]``), so a latency spike can be seen
+next to its cause. A shaded span means *some* bot was stalled (or paused, or
+reset) then: the spans of all bots are merged per kind, and ``events.csv`` says who. Each connection's impairments are seeded by the order in which
+the simulator accepted it, which the ramp-up mostly fixes but the OS may shuffle
+when bots connect at the same instant.
 """
 
 from __future__ import annotations
@@ -23,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from chatlab.swarm import checker, metrics, report
-from chatlab.swarm.engine import RawRun, ScenarioError, load_scenario, run_bots, run_bots_in_workers
+from chatlab.swarm import events as ev
+from chatlab.swarm.engine import RawRun, ScenarioError, load_scenario, plan_networks, run_bots, run_bots_in_workers
 from chatlab.swarm.events import Event
 from chatlab.swarm.scenario import Scenario
 
@@ -60,7 +77,7 @@ class SwarmRun:
         return report.plot_latency_cdf(self.metrics)
 
     def plot_latency_over_time(self):  # type: ignore[no-untyped-def]
-        return report.plot_latency_over_time(self.metrics)
+        return report.plot_latency_over_time(self.metrics, self.meta.get("windows", ()))
 
     def plot_fairness(self):  # type: ignore[no-untyped-def]
         return report.plot_fairness(self.metrics)
@@ -90,6 +107,75 @@ def in_process_server(kind: str, options: dict[str, Any]) -> Iterator[tuple[str,
         yield server.address
 
 
+INSTANT_WIDTH_S = 0.1  # seconds a fault (an instant) is shaded on the charts, so it can be seen
+
+
+@contextlib.contextmanager
+def network_simulators(names: set[str], address: tuple[str, int], seed: int,
+                       known: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """One running simulator per network in ``names``, in front of ``address``; yields name -> simulator.
+
+    A name is a profile's, or one of ``known`` (name -> :class:`chatlab.sim.Network`).
+    """
+    from chatlab.sim import NetworkError, NetworkSimulator, get_profile
+
+    known = known or {}
+    try:
+        profiles = {name: known[name] if name in known else get_profile(name) for name in sorted(names)}
+    except NetworkError as error:
+        raise ScenarioError(str(error)) from None
+    with contextlib.ExitStack() as stack:
+        yield {
+            name: stack.enter_context(NetworkSimulator(address, profile, seed=f"{seed}/{name}"))
+            for name, profile in profiles.items()
+        }
+
+
+def network_events(simulators: dict[str, Any], events: list[Event]) -> list[Event]:
+    """What the simulators did, as NETWORK events of the bots they did it to.
+
+    A simulator knows a connection by the client's address; the bot's CONNECT event
+    records its local address, so the two meet there (the CONNECT nearest in time,
+    as a port can be used again later in a run).
+    """
+    connects: dict[str, list[Event]] = {}
+    for event in events:
+        if event.kind == ev.CONNECT and event.text:
+            connects.setdefault(event.text, []).append(event)
+    found = []
+    for name, simulator in simulators.items():
+        recorded = simulator.events()
+        opened = {item.connection: item.start for item in recorded if item.kind == "open"}
+        for item in recorded:
+            if item.kind in ("open", "close"):
+                continue
+            start_ns, end_ns = int(item.start * 1e9), int(item.end * 1e9)
+            candidates = connects.get(f"{item.client[0]}:{item.client[1]}", [])
+            opened_ns = int(opened.get(item.connection, item.start) * 1e9)
+            bot = min(candidates, key=lambda connect: abs(connect.t_ns - opened_ns), default=None)
+            if bot is None:
+                continue  # no bot recorded this connection (it never got as far as CONNECT)
+            where = f" {item.direction}" if item.direction else ""
+            found.append(Event(start_ns, bot.bot, ev.NETWORK, bot.conn, bot.name,
+                               text=f"{item.kind}{where} ({name})", planned_ns=end_ns))
+    return found
+
+
+def shaded_windows(events: list[Event], t0_ns: int) -> list[tuple[float, float, str]]:
+    """NETWORK events as (start_s, end_s, label) spans since ``t0_ns``; overlapping spans of one label merged."""
+    spans: dict[str, list[list[float]]] = {}
+    for event in sorted((event for event in events if event.kind == ev.NETWORK), key=lambda event: event.t_ns):
+        label = event.text.replace(" up", "").replace(" down", "")  # "stall (mobile)": which way is in the log
+        start = (event.t_ns - t0_ns) / 1e9
+        end = max((event.planned_ns - t0_ns) / 1e9, start + INSTANT_WIDTH_S)
+        merged = spans.setdefault(label, [])
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return sorted(((start, end, label) for label, items in spans.items() for start, end in items), key=lambda span: span[0])
+
+
 def _drain_check(events: list[Event]) -> bool:
     """True when no delivery that is due is still missing."""
     return checker.check(events, drain_end_ns=time.monotonic_ns()).violations.get(checker.LOST) is None
@@ -108,14 +194,20 @@ def run(
     workers: int = 0,
     out: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    network: Any = None,
 ) -> SwarmRun:
     """Run a scenario against an in-process ``server`` or an outside ``target``; judge it.
 
     With ``out``, the report (events.csv, summary.json, charts, report.html) is
     written to that folder. With ``workers`` above 0 the bots run in that many
     separate processes (for hundreds of bots: one process cannot read for them all);
-    ``scenario`` must then be a file, which each worker loads.
+    ``scenario`` must then be a file, which each worker loads. ``network`` (a
+    profile's name, or a :class:`chatlab.sim.Network` of your own) is the simulated
+    network of every bot whose scenario does not place it on one itself (see
+    "Simulated networks" above).
     """
+    known = {} if network is None or isinstance(network, str) else {network.name: network}
+    network = network if network is None or isinstance(network, str) else network.name
     if workers and isinstance(scenario, Scenario):
         raise ScenarioError("bots in worker processes need a scenario file, not a Scenario object")
     if isinstance(scenario, Scenario):
@@ -128,17 +220,21 @@ def run(
     else:
         address_context = in_process_server(server, {} if server == "naive" else loaded.server_options)
         server_label = server
-    with address_context as address:
+    planned_networks = plan_networks(loaded, bots, seed, network or "")
+    with address_context as address, network_simulators(set(planned_networks) - {""}, address, seed, known) as simulators:
+        routes = {name: simulator.address for name, simulator in simulators.items()}
         if workers:
             raw: RawRun = run_bots_in_workers(
                 str(scenario), address, workers=workers, bots=bots, duration=duration, ramp_up=ramp_up,
-                seed=seed, rate=rate, drain_done=_drain_check, progress=progress,
+                seed=seed, rate=rate, drain_done=_drain_check, progress=progress, network=network or "", routes=routes,
             )
         else:
             raw = run_bots(
                 loaded, address, bots=bots, duration=duration, ramp_up=ramp_up, seed=seed, rate=rate,
-                drain_done=_drain_check, progress=progress,
+                drain_done=_drain_check, progress=progress, network=network or "", routes=routes,
             )
+    if simulators:  # stopped by now: every window and fault is recorded
+        raw.events = sorted(raw.events + network_events(simulators, raw.events), key=lambda event: event.t_ns)
     result = checker.check(raw.events, drain_end_ns=raw.drain_end_ns)
     steady_s = (raw.timeline.steady_end_ns - raw.timeline.steady_start_ns) / 1e9
     figures = metrics.compute(raw.events, result.deliveries, duration_s=steady_s)
@@ -156,6 +252,9 @@ def run(
         "connections_asked": raw.connections_asked,
         "start_ns": raw.timeline.start_ns,
         "drain_end_ns": raw.drain_end_ns,
+        "network": network or "",
+        "networks": {f"b{index:03d}": name for index, name in enumerate(planned_networks) if name},
+        "windows": shaded_windows(raw.events, figures.t0_ns),
     }
     swarm_run = SwarmRun(meta, raw.events, result, figures)
     if out is not None:

@@ -91,7 +91,9 @@ class Bot:
     * ``rejoin``: after leaving, connect again at the next planned task (churners);
     * ``receive_buffer``: a small SO_RCVBUF in bytes, for bots that stop reading;
     * ``sends_name``: False for a connection that never sends its name;
-    * ``persona``: a word for reports ("chatty", "lurker"...).
+    * ``persona``: a word for reports ("chatty", "lurker"...);
+    * ``network``: a simulated network profile this persona always connects
+      through (``"mobile"``; see :mod:`chatlab.sim`), or None.
     """
 
     wait_time: WaitTime = poisson(0.5)
@@ -99,6 +101,7 @@ class Bot:
     receive_buffer: int | None = None
     sends_name: bool = True
     persona: str = "bot"
+    network: str | None = None
 
     def __init__(self, runner: BotRunner) -> None:
         self._runner = runner
@@ -192,6 +195,11 @@ class Scenario:
     counts that do not scale (one slow reader, one flooder). The phases: bots connect
     spread over ``ramp_up`` seconds, run their tasks for ``duration`` seconds, then
     the drain waits at most ``drain`` seconds for every expected delivery.
+
+    ``networks`` puts shares of the bots on simulated networks (:mod:`chatlab.sim`):
+    ``networks={"mobile": 0.1}`` sends a tenth of them, picked with the run's seed,
+    through the ``mobile`` profile. Bots whose class names a ``network`` keep theirs;
+    the others connect straight to the server, or through ``chatlab swarm --network``.
     """
 
     mix: dict[type[Bot], int]
@@ -204,6 +212,7 @@ class Scenario:
     #: options for a server the swarm starts in-process (ChatServer keyword arguments,
     #: e.g. a small ``outbox_limit``); ignored against an outside ``--target``
     server_options: dict[str, object] = field(default_factory=dict)
+    networks: dict[str, float] = field(default_factory=dict)  #: network profile -> share of the bots on it
 
     def population(self, bots: int | None = None) -> list[type[Bot]]:
         """The class of every bot, in a stable order: the mix scaled to ``bots``, then the fixed ones."""
