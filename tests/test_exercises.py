@@ -8,7 +8,11 @@ file) are tested on such a copy too.
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,6 +43,9 @@ def test_the_starter_fails_its_checks(copy, exercise):
     passed, report = _verdicts(copy, exercise)
     assert not passed, report
     assert "✗" in report and "expected:" in report
+    for check in exercise.checks:
+        if check.switch_interval is not None:  # a race check: the starter must fail every run, not most
+            assert f"{check.name} (passed 0 of {check.repeat})" in report, report
 
 
 @pytest.mark.parametrize("exercise", MANIFEST, ids=lambda exercise: exercise.folder)
@@ -105,3 +112,94 @@ def test_check_records_progress_and_list_shows_it(copy):
 def test_an_unknown_exercise_is_a_clear_error(copy, capsys):
     assert runner.main(str(copy), "check", "42", out=io.StringIO()) == 2
     assert "no exercise '42'" in capsys.readouterr().err
+
+
+class _Announcing(io.StringIO):
+    """An output stream that sets an event when a given text has been written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+
+    def write(self, data: str) -> int:
+        written = super().write(data)
+        if self.text in self.getvalue():
+            self.seen.set()
+        return written
+
+
+def test_watch_checks_again_when_the_file_is_saved(copy):
+    out = _Announcing("watch: waiting for a save of framing.py")
+    keyboard_read, keyboard_write = os.pipe()  # a keyboard nobody types on
+    with os.fdopen(keyboard_read) as keyboard, os.fdopen(keyboard_write, "w"):
+        watcher = threading.Thread(
+            target=runner.command_watch, args=(copy, out), kwargs={"interval": 0.05, "keyboard": keyboard, "rounds": 2},
+            name="watch",
+        )
+        watcher.start()
+        try:
+            assert out.seen.wait(30), out.getvalue()
+            solved = (copy / "solutions" / "01_framing" / "framing.py").read_text(encoding="utf-8")
+            (copy / "01_framing" / "framing.py").write_text(solved + "\n", encoding="utf-8")  # the student saves
+        finally:
+            watcher.join(30)
+    assert not watcher.is_alive()
+    assert "1. framing: done" in out.getvalue()
+    assert runner.Progress(copy).status["framing"] == "done"
+
+
+def test_watch_checks_again_on_enter_and_quits_on_q(copy):
+    keyboard_read, keyboard_write = os.pipe()
+    with os.fdopen(keyboard_read) as keyboard, os.fdopen(keyboard_write, "w") as typing:
+        typing.write("\nq\n")  # Enter (check now), then q
+        typing.flush()
+        out = io.StringIO()
+        assert runner.command_watch(copy, out, interval=0.05, keyboard=keyboard) == 0
+    assert out.getvalue().count("1. framing: not yet") == 2
+
+
+def test_a_check_can_be_any_callable_named_module_colon_function(tmp_path, monkeypatch):
+    """A manifest entry is enough to add an exercise whose check lives in any module."""
+    (tmp_path / "scoring_for_test.py").write_text(
+        "from types import SimpleNamespace as Result\n"
+        "def score(context):\n"
+        "    caught = context.options['caught']\n"
+        "    return Result(requirements=[Result(name=f'catches bug {n}', passed=n in caught, expected='caught', got='missed')\n"
+        "                                for n in (1, 2)])\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "exercises"
+    (folder / "10_hunt").mkdir(parents=True)
+    (folder / "10_hunt" / "hunt.py").write_text("# TODO: write a scenario\n", encoding="utf-8")
+    (folder / "exercises.toml").write_text(
+        '[[exercise]]\nname = "hunt"\nfolder = "10_hunt"\nedit = ["hunt.py"]\nhints = ["look", "Read more: here"]\n'
+        '  [[exercise.check]]\n  name = "bugs caught"\n  call = "scoring_for_test:score"\n  caught = [1]\n',
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    assert runner.main(str(folder), "check", "hunt", out=out) == 1
+    assert "✓ catches bug 1" in out.getvalue()
+    assert "✗ catches bug 2" in out.getvalue() and "got:      missed" in out.getvalue()
+
+
+def test_a_broken_manifest_or_folder_is_a_clear_error(tmp_path, capsys):
+    assert runner.main(str(tmp_path / "nowhere"), "list", out=io.StringIO()) == 2
+    assert "no exercises folder" in capsys.readouterr().err
+    (tmp_path / "exercises.toml").write_text('[[exercise]]\nname = "x"\n', encoding="utf-8")
+    assert runner.main(str(tmp_path), "list", out=io.StringIO()) == 2
+    assert "missing 'folder'" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_a_reset_it_cannot_ask_about(copy):
+    result = subprocess.run(
+        [sys.executable, "-m", "chatlab", "ex", "--exercises", str(copy), "reset", "1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--yes" in result.stderr and "Traceback" not in result.stderr
+    listing = subprocess.run(
+        [sys.executable, "-m", "chatlab", "ex", "--exercises", str(copy), "list"], capture_output=True, text=True, timeout=60
+    )
+    assert listing.returncode == 0 and "0/9 done" in listing.stdout

@@ -41,7 +41,7 @@ class ServerHarness:
         self.host = host
         self.port = port
         self.send_buffer = send_buffer
-        # _harness_lock guards _client_threads and _accepted.
+        # _harness_lock guards _client_threads, _accepted and crashes.
         self._harness_lock = threading.Lock()
         self._client_threads: list[threading.Thread] = []  # every client thread started
         self._accepted: list[socket.socket] = []  # every socket accepted, for force_close()
@@ -52,6 +52,7 @@ class ServerHarness:
         self._accept_thread: threading.Thread | None = None
         self._accepting = threading.Event()  # cleared by stop(): no new connections
         self.left_running: list[str] = []  #: after stop(): names of client threads that did not end
+        self.crashes: list[str] = []  #: "ExceptionType: message" of each client thread that died of one
 
     # -- what the exercises write ------------------------------------------------
 
@@ -162,8 +163,10 @@ class ServerHarness:
         """One client thread: the exercise's handle_client, errors logged, the socket closed."""
         try:
             self.handle_client(sock)
-        except Exception:
+        except Exception as error:
             log.exception("client thread %s crashed", threading.current_thread().name)
+            with self._harness_lock:
+                self.crashes.append(f"{type(error).__name__}: {error}")
         finally:
             sock.close()
 

@@ -9,6 +9,7 @@ the exercises folder; by default it is ``./exercises``.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import select
@@ -126,6 +127,11 @@ def run_check(directory: Path, exercise: Exercise, check: Check, seed: int = 1) 
         return kit.CheckResult(check.name, [kit.Requirement(check.name, False, "no exception", f"{type(error).__name__}: {error}")])
 
 
+def _one_line(text: str) -> str:
+    """Text as one printable line: a LF or CR inside it would fake a line of the report."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def check_exercise(directory: Path, exercise: Exercise, out: TextIO, *, verbose_transcripts: int = 40) -> bool:
     """Run every check of ``exercise``, print the verdicts in plain words, record progress."""
     print(f"== {exercise.title}: {', '.join(exercise.edit)}", file=out)
@@ -137,15 +143,15 @@ def check_exercise(directory: Path, exercise: Exercise, out: TextIO, *, verbose_
         for requirement in result.requirements:
             print(f"   {'✓' if requirement.passed else '✗'} {requirement.name}", file=out)
             if not requirement.passed:
-                print(f"       expected: {requirement.expected}", file=out)
-                print(f"       got:      {requirement.got}", file=out)
+                print(f"       expected: {_one_line(requirement.expected)}", file=out)
+                print(f"       got:      {_one_line(requirement.got)}", file=out)
                 if requirement.transcript:
                     print("       transcript:", file=out)
                     shown = requirement.transcript[-verbose_transcripts:]
                     if len(shown) < len(requirement.transcript):
                         print(f"         ... ({len(requirement.transcript) - len(shown)} earlier lines)", file=out)
                     for line in shown:
-                        print(f"         {line}", file=out)
+                        print(f"         {_one_line(line)}", file=out)
     progress = Progress(directory)
     progress.status[exercise.name] = DONE if passed else FAILING
     progress.save()
@@ -251,7 +257,42 @@ def command_reset(directory: Path, which: str, yes: bool, out: TextIO, ask: Call
     return 0
 
 
-def _mtimes(directory: Path, exercise: Exercise) -> dict[Path, float]:
+class Keyboard:
+    """Lines typed on a stream, polled with a timeout so that watching can go on meanwhile.
+
+    It reads the file descriptor itself (``os.read`` after ``select``): a text
+    stream's own buffer would hide a second line from ``select`` until a third came.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._pending = ""  # typed text not yet handed out, maybe an unfinished line
+        self._ended = False
+
+    def poll(self, timeout: float) -> str | None:
+        """A line typed within ``timeout`` seconds, or None; "q" once the input has ended."""
+        if "\n" not in self._pending and not self._ended:
+            try:
+                ready, _, _ = select.select([self.stream], [], [], timeout)
+                data = os.read(self.stream.fileno(), 4096) if ready else None
+            except (OSError, ValueError, TypeError, io.UnsupportedOperation):
+                # No select() on this stream (a Windows console, a closed stdin): only
+                # saves are noticed, and `chatlab ex check` is the manual way.
+                time.sleep(timeout)  # the polling period, not a synchronization
+                return None
+            if data is None:
+                return None
+            if data:
+                self._pending += data.decode(errors="replace")
+            else:
+                self._ended = True
+        if "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            return line
+        return "q" if self._ended else None
+
+
+def _mtimes(directory: Path, exercise: Exercise) -> dict[Path, int]:
     times = {}
     for name in exercise.edit:
         path = directory / exercise.folder / name
@@ -271,7 +312,7 @@ def command_watch(
     network drives), or type q and Enter to stop. ``rounds`` limits the checks (for tests).
     """
     exercises = load(directory)
-    keyboard = keyboard if keyboard is not None else sys.stdin
+    typed = Keyboard(keyboard if keyboard is not None else sys.stdin)
     checks_run = 0
     print("watch: checking on every save. Enter checks now; q then Enter quits; or use `chatlab ex check`.", file=out)
     while True:
@@ -286,26 +327,14 @@ def command_watch(
         if passed:
             continue  # on to the next exercise at once
         seen = _mtimes(directory, exercise)
+        print(f"watch: waiting for a save of {', '.join(exercise.edit)} (Enter checks now, q quits)", file=out, flush=True)
         while _mtimes(directory, exercise) == seen:
-            typed = _poll_keyboard(keyboard, interval)
-            if typed is None:
+            line = typed.poll(interval)
+            if line is None:
                 continue
-            if typed.strip().lower() in ("q", "quit"):
+            if line.strip().lower() in ("q", "quit"):
                 return 0
             break  # Enter: check now
-
-
-def _poll_keyboard(keyboard: TextIO, timeout: float) -> str | None:
-    """A line typed within ``timeout`` seconds, or None; "q" at the end of input."""
-    try:
-        ready, _, _ = select.select([keyboard], [], [], timeout)
-    except (OSError, ValueError, TypeError):  # no select() on this stream (Windows consoles)
-        time.sleep(timeout)  # nothing to synchronize with: this is the polling period
-        return None
-    if not ready:
-        return None
-    line = keyboard.readline()
-    return line if line else "q"
 
 
 def main(directory: str | None, command: str, which: str | None = None, yes: bool = False, out: TextIO = sys.stdout) -> int:

@@ -48,7 +48,7 @@ def no_send_under_the_lock(context) -> CheckResult:
             requirement.expect(
                 got is not None and got.startswith("* Hi newcomer!"),
                 "* Hi newcomer! ... (the lock is free: nobody holds it while sending)",
-                got or "nothing within 5 s: someone holds the lock while blocked in send()",
+                got or "nothing came: someone holds the lock while blocked in send()",
             )
     return checklist.result()
 

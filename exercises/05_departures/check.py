@@ -33,7 +33,7 @@ def departures(context) -> CheckResult:
                 leave(leaver)
                 if way == "/quit":
                     requirement.expect_line(leaver, protocol.bye(name))
-                requirement.expect(witness.wait_for(protocol.left(name)) is not None, protocol.left(name), "no leave notice within 5 s")
+                requirement.expect(witness.wait_for(protocol.left(name)) is not None, protocol.left(name), "no leave notice came")
                 again = people.connect(name, label=f"{name}-again")
                 got = again.next_line()
                 requirement.expect(got is not None and got.startswith(f"* Hi {name}!"), f"* Hi {name}! ...", got)

@@ -14,7 +14,7 @@ def shutdown(context) -> CheckResult:
     before = set(threading.enumerate())
     server = module.Server(host="127.0.0.1", port=0)
     server.start()
-    people = People(server.address, checklist.transcript)
+    people = People(server.address, checklist.transcript, checklist.patience)
     try:
         alice, bob = people.join("alice"), people.join("bob")
         unnamed = people.connect(None, label="unnamed")

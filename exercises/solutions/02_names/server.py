@@ -126,8 +126,7 @@ class Server(ServerHarness):
         recipients = list(self._users.values())
         for recipient in recipients:
             recipient.send(protocol.left(client.name))
-        with client.send_lock:  # nobody is inside sendall() on it when it closes
-            try:
-                client.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            client.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
