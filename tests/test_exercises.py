@@ -203,3 +203,22 @@ def test_the_command_line_refuses_a_reset_it_cannot_ask_about(copy):
         [sys.executable, "-m", "chatlab", "ex", "--exercises", str(copy), "list"], capture_output=True, text=True, timeout=60
     )
     assert listing.returncode == 0 and "0/9 done" in listing.stdout
+
+
+def test_a_check_that_never_ends_is_named_and_abandoned(tmp_path, monkeypatch):
+    """An endless loop in a student's code must not hang the runner: the check is reported as stuck."""
+    release = threading.Event()
+    module = tmp_path / "endless_for_test.py"
+    module.write_text("def check(context):\n    context.options['release'].wait(60)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from chatlab.exercises.manifest import Check, Exercise
+
+    exercise = Exercise(1, "loop", "01_loop", ["loop.py"], ["a", "Read more"], [])
+    check = Check(name="forever", call="endless_for_test:check", options={"release": release}, timeout=0.2)
+    try:
+        result = runner.run_check(tmp_path, exercise, check)
+    finally:
+        release.set()  # the stuck check thread may now end, so that no thread outlives the test
+    assert not result.passed
+    assert result.requirements[0].name == "forever: finishes within 0.2 s"
+    assert result.requirements[0].got.startswith("still running")

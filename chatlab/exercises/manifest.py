@@ -29,6 +29,7 @@ class Check:
     """One check of an exercise: a callable (``call``) or a swarm run (``swarm``)."""
 
     name: str
+    timeout: float = 120.0  #: seconds before the runner gives up on this check and names it as stuck
     call: str | None = None  #: "check.py:function" or "package.module:function"
     swarm: str | None = None  #: a scenario file, such as "bots/churn.py"
     server: str = "server.py:Server"  #: for swarm checks: the student's server class
@@ -54,7 +55,7 @@ class Exercise:
         return f"{self.number}. {self.name}"
 
 
-_SWARM_KEYS = {"name", "swarm", "server", "bots", "duration", "repeat", "switch_interval", "options"}
+_SWARM_KEYS = {"name", "timeout", "swarm", "server", "bots", "duration", "repeat", "switch_interval", "options"}
 
 
 def _check(entry: dict[str, Any], where: str) -> Check:
@@ -65,13 +66,14 @@ def _check(entry: dict[str, Any], where: str) -> Check:
     if "call" in entry:
         if ":" not in str(entry["call"]):
             raise ManifestError(f"{where}, check {entry['name']!r}: call must look like \"check.py:function\"")
-        options = {key: value for key, value in entry.items() if key not in ("name", "call")}
-        return Check(name=entry["name"], call=entry["call"], options=options)
+        options = {key: value for key, value in entry.items() if key not in ("name", "call", "timeout")}
+        return Check(name=entry["name"], call=entry["call"], options=options, timeout=float(entry.get("timeout", 120.0)))
     unknown = set(entry) - _SWARM_KEYS
     if unknown:
         raise ManifestError(f"{where}, check {entry['name']!r}: unknown keys {sorted(unknown)}")
     return Check(
         name=entry["name"],
+        timeout=float(entry.get("timeout", 120.0)),
         swarm=entry["swarm"],
         server=entry.get("server", "server.py:Server"),
         bots=int(entry.get("bots", 8)),

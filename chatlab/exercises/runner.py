@@ -15,6 +15,7 @@ import os
 import select
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,7 +99,37 @@ def _as_result(name: str, value: Any) -> kit.CheckResult:
 
 
 def run_check(directory: Path, exercise: Exercise, check: Check, seed: int = 1) -> kit.CheckResult:
-    """Run one check; a student's error becomes a failed requirement, never a traceback."""
+    """Run one check within its timeout; a student's error becomes a failed requirement.
+
+    The check runs in a thread of its own, ``check``. If the student's code loops
+    forever (a ``while`` in ``feed()`` that never ends), the runner reports this
+    check as stuck after ``check.timeout`` seconds instead of hanging. That thread
+    is a daemon for this one reason: nothing can stop a loop that never returns, and
+    the command must still be able to exit.
+    """
+    outcome: list[kit.CheckResult] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            outcome.append(_run_check(directory, exercise, check, seed))
+        except BaseException as error:  # handed to the caller's thread, raised there
+            failure.append(error)
+
+    worker = threading.Thread(target=body, name="check", daemon=True)
+    worker.start()
+    worker.join(check.timeout)
+    if worker.is_alive():
+        return kit.CheckResult(check.name, [kit.Requirement(
+            f"{check.name}: finishes within {check.timeout:g} s", False, f"the check done within {check.timeout:g} s",
+            "still running: an endless loop, or a wait without a timeout, in your code? (restart the command)",
+        )])
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _run_check(directory: Path, exercise: Exercise, check: Check, seed: int) -> kit.CheckResult:
     folder = directory / exercise.folder
     try:
         if check.call is not None:
