@@ -19,13 +19,19 @@ Writing one::
         checklist = Checklist("names")
         with context.server() as server, checklist.people(server) as people:
             alice = people.join("Alice")
-            with checklist.requirement("a name differing only in case is refused") as req:
+            with checklist.requirement("a name differing only in case is refused") as requirement:
                 bob = people.connect("alice")
-                req.expect_line(bob, "! name taken: alice")
+                requirement.expect_line(bob, "! name taken: alice")
         return checklist.result()
 
-Everything here waits with a timeout; a requirement that times out fails with
-"nothing came back within N s", never hangs.
+and naming it in ``exercises.toml`` as ``call = "check.py:names_are_unique"`` (or
+``"some.module:function"`` for a check that lives in a package). The runner also
+accepts any object with a ``requirements`` list whose items have ``name`` and
+``passed`` (and optionally ``expected``, ``got`` or ``message``, ``transcript``).
+
+Everything here waits with a timeout: a line that does not come fails its
+requirement with "nothing", and from then on the check's waits are short (see
+:class:`Patience`), so a broken server fails fast instead of hanging.
 """
 
 from __future__ import annotations

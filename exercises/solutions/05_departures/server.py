@@ -25,7 +25,9 @@ class Client:
     def __init__(self, name: str, sock: socket.socket) -> None:
         self.name = name
         self.sock = sock
-        # send_lock guards writes to sock: two threads never interleave their bytes.
+        # send_lock guards writes to sock: two threads never interleave their bytes. It
+        # is the only lock held during socket I/O, and only for this one socket. Order:
+        # a thread holding it may take the server's lock, never the other way round.
         self.send_lock = threading.Lock()
 
     def send(self, line: str) -> None:
