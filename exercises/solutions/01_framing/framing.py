@@ -1,5 +1,11 @@
 """Exercise 1, solved: a line reader over a byte stream.
 
+What changed: the reader keeps the bytes after the last LF between calls, and
+decodes a line only once its LF has arrived, so a character split across reads is
+whole again. A line over the limit is reported once, as soon as it is known to be
+too long, and its bytes are skipped up to the next LF without being stored: a
+client cannot make the server hold more than max_line bytes for it.
+
 The model answer is ``chatlab.protocol.LineBuffer``, which every later exercise uses.
 """
 

@@ -1,6 +1,11 @@
 """Exercise 2 (names), solved: the handshake, name validation, case-insensitive uniqueness, refusal.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: valid_name() checks length and characters; the name is trimmed and
+NFC-normalized; the dict is keyed by name.casefold(), so Alice and alice collide; a
+refused name gets its one error line and the harness closes the connection.
+Still missing: a lock (exercise 3).
+
+The model answer for the whole road is ``chatlab/server.py``.
 """
 
 from __future__ import annotations

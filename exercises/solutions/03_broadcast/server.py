@@ -1,6 +1,14 @@
 """Exercise 3 (broadcast under a lock), solved: to all but the sender, from a snapshot, never sending under the lock.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: one lock guards _users. The test "is the name free?" and the
+registration happen under it in one step, so two clients cannot both win a name.
+broadcast() copies the recipients under the lock and sends after releasing it: a
+client that stops reading blocks only the thread writing to it, never the lock.
+Each client's send_lock keeps two threads from interleaving bytes on its socket,
+and holding the newcomer's send_lock until its greeting is out keeps the greeting
+first.
+
+The model answer for the whole road is ``chatlab/server.py``.
 """
 
 from __future__ import annotations

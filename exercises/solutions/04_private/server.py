@@ -1,6 +1,10 @@
 """Exercise 4 (private messages), solved: ``@name text`` reaches one user, and its errors.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: whisper() looks the target up under the lock (NFC, casefold), and
+sends ``sender (private): text`` to that one client, or ``! no such user: target``
+to the sender; BadWhisper gets the usage line. Nothing private can reach anyone else.
+
+The model answer for the whole road is ``chatlab/server.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
 """Exercise 5 (departures), solved: clean and abrupt, exactly one leave notice, the name freed.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: chat() returns however it ends, and handle_client() calls depart()
+in a ``finally``: /quit, a close, a half-close, a reset and even a crash all leave
+through it. depart() frees the name before announcing (a reader of the notice may
+take the name at once) and does nothing for a client already gone, so the notice
+goes out exactly once. A reset raised by recv() counts as the end of the stream.
+
+The model answer for the whole road is ``chatlab/server.py``.
 """
 
 from __future__ import annotations

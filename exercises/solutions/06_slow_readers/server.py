@@ -1,6 +1,12 @@
 """Exercise 6 (slow readers), solved: a bounded outbox and a writer thread per client.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: a client's lines go into its Outbox (bounded in bytes) and only its
+writer thread writes to the socket. Putting never blocks, so it happens under the
+server's lock, which gives every user the same order of events. A client whose
+outbox overflows gets the too-slow notice as its last line and its reader is woken
+to depart; everyone else never waits for it.
+
+The model answer for the whole road is ``chatlab/server.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
 """Exercise 7, solved: a receiver thread, an input loop, a clean exit.
 
+What changed: the receiver frames what it reads (exercise 1) and sets an Event at
+the end of the stream. The input loop stops at /quit, at the end of input (then it
+sends /quit itself) or when that Event is set. Then the client waits, with a
+timeout, for the server to close, shuts the socket down itself if it must (which
+wakes the receiver's recv()), joins the receiver and closes the socket: nothing is
+left running, and nothing waits for one more line.
+
 The full terminal client is ``chatlab/terminal.py``; ``chatlab/client.py`` is the
 programmatic one.
 """

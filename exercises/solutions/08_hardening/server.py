@@ -1,6 +1,11 @@
 """Exercise 8 (hardening), solved: sanitizing, line and flood limits, the name timeout.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: clean() sanitizes every line (protocol.sanitize); over-long lines
+and invalid UTF-8 are answered and dropped; a TokenBucket per client refuses lines
+beyond the burst; the name must arrive within name_timeout (sock.settimeout), and
+frames() lets that timeout reach handshake().
+
+The model answer for the whole road is ``chatlab/server.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,14 @@
 """Exercise 9 (shutdown), solved: stop everything cleanly, no thread left.
 
-Solution. The model answer for the whole road is ``chatlab/server.py``.
+What changed: shutdown_clients() sets _stopping (so depart() sends no leave
+notices), closes every outbox with the shutting-down line, joins the writers with
+a timeout (a flush with a bounded budget), tells unnamed connections without
+blocking, and then shuts every socket down so that every reader wakes and ends.
+The harness joins the readers: no thread is left.
+
+The model answer for the whole road is ``chatlab/server.py``: the same design,
+made faster. It sends from the reader thread when the socket has room and keeps
+a single flusher thread for full sockets, instead of a writer thread per client.
 """
 
 from __future__ import annotations
