@@ -25,7 +25,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check chatlab tests
+	$(BIN)/ruff check chatlab tests exercises
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

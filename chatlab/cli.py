@@ -374,6 +374,37 @@ def _run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- chatlab ex ----------------------------------------------------------------------
+
+
+def _add_ex(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ex",
+        help="the classroom exercises: list, check, hint, watch, reset, next",
+        description="Work through the exercises from the seed's server to the reference one. "
+        "Exit status: 0 when the check passed, 1 when it failed, 2 on a usage error.",
+    )
+    parser.add_argument("--exercises", metavar="DIR", help="the exercises folder (default: ./exercises)")
+    commands = parser.add_subparsers(dest="ex_command", metavar="COMMAND", required=True)
+    commands.add_parser("list", help="every exercise with its status, and a progress bar")
+    check = commands.add_parser("check", help="run an exercise's checks (default: the first one not done)")
+    check.add_argument("exercise", nargs="?", help="number or name")
+    hint = commands.add_parser("hint", help="the next hint for an exercise, one at a time")
+    hint.add_argument("exercise", nargs="?", help="number or name (default: the current one)")
+    commands.add_parser("watch", help="check the current exercise on every save (Enter checks now, q quits)")
+    reset = commands.add_parser("reset", help="put an exercise's starter back, keeping your version as a backup")
+    reset.add_argument("exercise", help="number or name")
+    reset.add_argument("--yes", action="store_true", help="do not ask first")
+    commands.add_parser("next", help="what to do next")
+    parser.set_defaults(run=_run_ex)
+
+
+def _run_ex(args: argparse.Namespace) -> int:
+    from chatlab.exercises.runner import main as ex_main
+
+    return ex_main(args.exercises, args.ex_command, getattr(args, "exercise", None), getattr(args, "yes", False))
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -387,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatlab", description="chatlab: a lab kit for concurrent network programming.")
     parser.add_argument("--version", action="version", version=f"chatlab {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench, _add_sim):
+    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench, _add_sim, _add_ex):
         add(subparsers)
     return parser
 
