@@ -109,7 +109,7 @@ def _converse(module, server: ChatServer, checklist: Checklist, how_to_end: str,
             still_running = [
                 thread.name
                 for thread in set(threading.enumerate()) - before - {client}
-                if thread.is_alive() and not thread.name.startswith(("reader-", "writer-", "accept", "flusher"))
+                if thread.is_alive() and not thread.name.startswith(("reader-", "writer-", "accept", "sender"))
             ]
             requirement.expect(not still_running, "no thread of the client left running", still_running)
             if how_to_end != "the server stops":

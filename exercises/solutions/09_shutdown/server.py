@@ -7,8 +7,8 @@ blocking, and then shuts every socket down so that every reader wakes and ends.
 The harness joins the readers: no thread is left.
 
 The model answer for the whole road is ``chatlab/server.py``: the same design,
-made faster. It sends from the reader thread when the socket has room and keeps
-a single flusher thread for full sockets, instead of a writer thread per client.
+made faster. Instead of a writer thread per client it has one sender thread that
+writes every outbox with non-blocking sends, and watches full sockets with select().
 """
 
 from __future__ import annotations
