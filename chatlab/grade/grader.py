@@ -434,48 +434,72 @@ def grade(
     started = time.monotonic()
     result = Grade(target=f"{target[0]}:{target[1]}" if target else command or "")
     if command is not None:
-        result.notes.append("each category ran against a fresh server, so that a crash costs one category only")
-    logs = []
+        result.notes.append("each category ran against a fresh server, and so did each check after a failed one: "
+                            "one failure or crash does not cascade")
+    logs: list[str] = []
     for category in rubric.categories():
         keys = [key for key in rubric.points if key.startswith(f"{category}.")]
+        if command is None:
+            assert target is not None
+            for key in keys:
+                result.outcomes.append(_run_one(checks[key], target, rubric, key, seed, progress))
+            continue
         server: ServerProcess | None = None
-        if command is not None:
-            server = ServerProcess(command, cwd=cwd, submission=cwd)
-            try:
-                server.start()
-            except GradeError as error:
-                logs.append(f"--- {category}: the server did not start ---\n{server.log()}")
-                server.close()
-                result.notes.append(f"{category}: {error}")
-                for key in keys:
-                    check = checks[key]
-                    result.outcomes.append(Outcome(key, check.title, rubric.points[key], 0.0, False,
-                                                   f"not run: {error}", 0.0))
+        failure: str | None = None  # why the server did not start; the rest of the category is not run
+        for key in keys:
+            if server is None and failure is None:
+                server, failure = _start_server(command, cwd, category, logs)
+                if failure is not None:
+                    result.notes.append(f"{category}: {failure}")
+            if server is None or failure is not None:
+                result.outcomes.append(Outcome(key, checks[key].title, rubric.points[key], 0.0, False,
+                                               f"not run: {failure}", 0.0))
+                server = None
                 continue
-        address = server.address if server is not None else target
-        assert address is not None
-        crashed = False
-        for index, key in enumerate(keys):
-            check = checks[key]
-            check_seed = seed * 1000 + 37 * list(rubric.points).index(key) + index
-            if server is not None and not server.alive() and not crashed:
-                crashed = True
-                result.notes.append(f"{category}: the server exited (status {server.process.returncode if server.process else '?'}) before {key}")
-            outcome = run_check(check, address, rubric.points[key], check_seed)
-            if crashed:
-                outcome.output += "\n(the server had exited before this check)"
+            outcome = _run_one(checks[key], server.address, rubric, key, seed, progress)
+            if not server.alive():
+                status = server.process.returncode if server.process else None
+                outcome.output += f"\n(the server exited with status {status} during this check)"
+                result.notes.append(f"{category}: the server exited with status {status} during {key}")
             result.outcomes.append(outcome)
-            if progress:
-                print(f"  {'pass' if outcome.passed else 'FAIL'}  {key}  ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
+            if not outcome.passed:  # the next check starts from a fresh server: no cascade
+                _stop_server(server, category, logs)
+                server = None
         if server is not None:
-            if not server.alive() and not crashed:
-                result.notes.append(f"{category}: the server exited (status {server.process.returncode if server.process else '?'}) during the category")
-            status = server.stop()
-            logs.append(f"--- {category} (exit status {status}) ---\n{server.log()}")
-            server.close()
+            _stop_server(server, category, logs)
     result.server_log = "\n".join(logs)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _run_one(check: registry.Check, address: tuple[str, int], rubric: Rubric, key: str, seed: int,
+             progress: bool) -> Outcome:
+    check_seed = seed * 1000 + 37 * list(rubric.points).index(key)  # names and swarms differ between checks
+    outcome = run_check(check, address, rubric.points[key], check_seed)
+    if progress:
+        print(f"  {'pass' if outcome.passed else 'FAIL'}  {key}  ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
+    return outcome
+
+
+def _start_server(command: str, cwd: Path | None, category: str, logs: list[str]) -> tuple[ServerProcess, str | None]:
+    """A fresh server from ``command``; (server, None), or (server, why it did not start)."""
+    server = ServerProcess(command, cwd=cwd, submission=cwd)
+    try:
+        server.start()
+    except GradeError as error:
+        server.stop()
+        logs.append(f"--- {category}: the server did not start ---\n{server.log()}")
+        server.close()
+        return server, str(error)
+    return server, None
+
+
+def _stop_server(server: ServerProcess, category: str, logs: list[str]) -> None:
+    status = server.stop()
+    text = server.log()
+    if text.strip() or status not in (0, None):
+        logs.append(f"--- {category} (exit status {status}) ---\n{text}")
+    server.close()
 
 
 # -- batch mode ----------------------------------------------------------------------------------

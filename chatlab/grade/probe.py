@@ -160,6 +160,19 @@ class Peer:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
+    def quit(self, timeout: float = CLOSE_WAIT) -> None:
+        """Send /quit and read (ignoring what comes) until the server closes, for at most ``timeout``."""
+        with contextlib.suppress(CheckFailed):
+            self.send("/quit")
+        self.drain_until_closed(time.monotonic() + timeout)
+        self.joined = False
+
+    def drain_until_closed(self, deadline: float) -> None:
+        """Read and drop lines until the stream ends or ``deadline`` (a monotonic time) passes."""
+        while not self.closed and time.monotonic() < deadline:
+            self._lines.clear()
+            self._read(deadline - time.monotonic())
+
     def close(self) -> None:
         self.closed = True
         with contextlib.suppress(OSError):
@@ -204,12 +217,10 @@ class Probe:
             if peer.joined and not peer.closed:
                 with contextlib.suppress(OSError, CheckFailed):
                     peer.send("/quit")
+        deadline = time.monotonic() + CLOSE_WAIT  # one budget for all: a stuck server costs it once
         for peer in peers:
             if peer.joined and not peer.closed:
-                with contextlib.suppress(OSError, CheckFailed):
-                    deadline = time.monotonic() + CLOSE_WAIT
-                    while not peer.closed and time.monotonic() < deadline:
-                        peer._read(deadline - time.monotonic())
+                peer.drain_until_closed(deadline)
             peer.close()
 
     def abort(self) -> None:
