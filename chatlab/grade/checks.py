@@ -557,8 +557,8 @@ def _cut_off(probe: Probe, seed: int) -> None:
 # Concurrency and races
 # ---------------------------------------------------------------------------
 
-RACE_ROUNDS = 8
-RACERS = 12
+RACE_ROUNDS = 20
+RACERS = 16
 
 
 @check("concurrency", "name_race", "many clients ask for one name at the same instant: exactly one wins, every round", timeout=40.0)
@@ -589,12 +589,99 @@ def _name_race(probe: Probe, seed: int) -> str:
     return f"{RACE_ROUNDS} of {RACE_ROUNDS} rounds had exactly one winner among {RACERS} racers"
 
 
-@check("concurrency", "churn", "bots join, chat and leave all the time: no line lost, no innocent sender cut off (2 runs)", timeout=40.0)
+STORM_TALKERS = 3
+STORM_LINES = 500  # per talker
+STORM_CHURNERS = 4
+STORM_CYCLES = 25  # joins and quits per churner
+
+
+STORM_ROUNDS = 4  # a race shows up in most rounds; four make missing it very unlikely
+
+
+@check("concurrency", "join_leave_storm", "users join and quit nonstop while others broadcast: no line lost, no talker cut off (4 rounds)", timeout=40.0)
+def _join_leave_storm(probe: Probe, seed: int) -> str:
+    """Talkers broadcast as fast as they can while churners join and /quit in a loop, a few rounds.
+
+    A server whose user list is not protected (or is iterated while it changes)
+    loses lines or kills a talker's thread here; two listeners, joined before and
+    staying after, must receive every talker's every line, in order. A race does
+    not show every time, so the storm is repeated and every round must pass.
+    """
+    failures = []
+    for round_number in range(STORM_ROUNDS):
+        try:
+            _storm(probe, seed, round_number)
+        except CheckFailed as error:
+            failures.append(f"round {round_number + 1}: {error}")
+    if failures:
+        raise CheckFailed(f"{STORM_ROUNDS - len(failures)} of {STORM_ROUNDS} rounds passed\n" + "\n".join(failures))
+    return (f"{STORM_ROUNDS} of {STORM_ROUNDS} rounds passed: {STORM_TALKERS * STORM_LINES} lines reached both "
+            f"listeners while {STORM_CHURNERS * STORM_CYCLES} joins and quits went on, each round")
+
+
+def _storm(probe: Probe, seed: int, round_number: int) -> None:
+    suffix = f"r{round_number}"
+    listeners = [probe.join(name + suffix) for name in _names(seed, "ear", "eye")]
+    talkers = [probe.join(name + suffix) for name in _names(seed, "talka", "talkb", "talkc")[:STORM_TALKERS]]
+    for index, listener in enumerate(listeners):  # everyone has heard everyone join before the storm
+        for other in listeners[index + 1 :] + talkers:
+            listener.expect(protocol.joined(other.label))
+    errors: list[str] = []
+    errors_lock = threading.Lock()  # guards errors, appended by every storm thread
+
+    def talk(talker: Peer) -> None:
+        try:
+            for number in range(STORM_LINES):
+                talker.send(f"storm {number}")
+        except CheckFailed as error:
+            with errors_lock:
+                errors.append(str(error))
+
+    def churn(name: str) -> None:
+        try:
+            for _ in range(STORM_CYCLES):
+                churner = probe.connect(name)
+                churner.send(name)
+                churner.expect_start(f"* Hi {name}! ")
+                churner.joined = True
+                churner.quit()
+                churner.close()
+        except CheckFailed as error:
+            with errors_lock:
+                errors.append(str(error))
+
+    threads = [threading.Thread(target=talk, args=(talker,), name=f"grade-talk-{talker.label}") for talker in talkers]
+    threads += [threading.Thread(target=churn, args=(name + suffix,), name=f"grade-churn-{name}")
+                for name in _names(seed, "chura", "churb", "churc", "churd")[:STORM_CHURNERS]]
+    for thread in threads:
+        thread.start()
+    try:
+        for listener in listeners:
+            expected = {talker.label: 0 for talker in talkers}
+            while any(count < STORM_LINES for count in expected.values()):
+                so_far = sum(expected.values())
+                line = listener.line(f"the rest of the talkers' lines ({so_far} of {STORM_TALKERS * STORM_LINES} so far)")
+                sender, _, text = line.partition(": ")
+                if sender not in expected:
+                    if any(line == protocol.left(talker.label) for talker in talkers):
+                        raise CheckFailed(f"{listener.label} received {line!r}: a talker was cut off in the middle of the storm")
+                    continue  # churners joining and leaving
+                if text != f"storm {expected[sender]}":
+                    raise CheckFailed(f"{listener.label} expected '{sender}: storm {expected[sender]}', got {line!r}")
+                expected[sender] += 1
+    finally:
+        for thread in threads:
+            thread.join(CHECK_GRACE)
+    if errors:
+        raise CheckFailed("during the storm: " + "; ".join(errors[:3]))
+    for peer in listeners + talkers:
+        peer.quit()
+        peer.close()
+
+
+@check("concurrency", "churn", "a swarm of bots joins, chats and leaves all the time: nothing lost, no innocent sender cut off", timeout=40.0)
 def _churn(probe: Probe, seed: int) -> str:
-    notes = []
-    for run_number in range(2):
-        notes.append(run_swarm(probe.address, "churn", seed + run_number, bots=12, duration=1.5))
-    return "; ".join(notes)
+    return run_swarm(probe.address, "churn", seed, bots=12, duration=1.5)
 
 
 @check("concurrency", "collisions", "a swarm races for three names: one winner each", timeout=30.0)

@@ -17,7 +17,7 @@ import contextlib
 
 from chatlab import protocol
 from chatlab.protocol import Frame, InvalidUtf8, Line, name_key
-from chatlab.zoo.base import Client, ZooServer
+from chatlab.zoo.base import Client, ZooServer, log
 
 
 class UnlockedRoster(ZooServer):
@@ -82,11 +82,13 @@ class RacyNames(ZooServer):
     def admit(self, client: Client, name: str) -> bool:
         with self.room():
             taken = name_key(name) in self.users
-        # BUG: the lock is released here; another reader may take the name right now.
+        # BUG: the lock is released here; another reader may take the name right now,
+        # while this one writes its log line (a system call: other threads run meanwhile).
         if taken:
             with self.room():
                 self.put(client, protocol.name_taken(name))
             return False
+        log.info("%s is joining as %s", client.peer, name)
         with self.room():
             self.put(client, protocol.greeting(name, self.online()))
             self.users[name_key(name)] = client
