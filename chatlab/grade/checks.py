@@ -718,7 +718,7 @@ def run_swarm(address: tuple[str, int], name: str, seed: int, *, bots: int, dura
     raw = run_bots(scenario, address, bots=bots, duration=duration, seed=seed, drain_done=_nothing_missing)
     result = checker.check(raw.events, drain_end_ns=raw.drain_end_ns)
     problems = describe_violations(result)
-    problems += unexpected_disconnects(raw.events)
+    problems += unexpected_disconnects(raw.events) + users_answers_without_asker(raw.events)
     if problems:
         raise CheckFailed(f"the {name} swarm ({raw.bots} bots, seed {seed}) found:\n" + "\n".join(problems))
     counts = result.summary()
@@ -768,6 +768,24 @@ def unexpected_disconnects(events: list[ev.Event]) -> list[str]:
         return []
     return [f"  unexpected_disconnect x{len(found)}: the server closed joined connections that had done nothing wrong",
             *list(found.values())[:4]]
+
+
+def users_answers_without_asker(events: list[ev.Event]) -> list[str]:
+    """/users answers that leave out the bot that asked (PROTOCOL.md: "everyone, sender included")."""
+    asked: dict[tuple[str, int], int] = {}  # session -> /users requests not answered yet
+    found = []
+    for event in events:
+        session = (event.bot, event.conn)
+        if event.kind == ev.COMMAND and protocol.sanitize(event.text).casefold().split(" ")[0] == "/users":
+            asked[session] = asked.get(session, 0) + 1
+        elif event.kind == ev.RECV and event.text.startswith("* Online (") and asked.get(session):
+            asked[session] -= 1
+            names = event.text.partition("): ")[2].split(", ")
+            if event.name not in names:
+                found.append(f"      {event.bot} ({event.name}) asked /users and got: {event.text[:100]}")
+    if not found:
+        return []
+    return [f"  users_without_asker x{len(found)}: a /users answer did not list the user who asked", *found[:3]]
 
 
 def by_key() -> dict[str, Check]:
