@@ -53,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     sys.setswitchinterval(args.switch_interval)
     server = cls(args.host, args.port, outbox_limit=args.outbox, send_buffer=args.send_buffer)
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())  # before listening: no early SIGTERM is lost
     try:
         server.start()
     except OSError as error:
         print(f"python -m chatlab.zoo: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
         return 1
-    stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
     try:
         stop_requested.wait()
     except KeyboardInterrupt:

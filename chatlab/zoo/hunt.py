@@ -6,7 +6,10 @@ bots make every planted bug of the zoo show. :func:`check` runs it:
 1. against the correct zoo server, where the swarm's checker must find nothing (a
    scenario that cries wolf catches nothing: its alarms mean nothing);
 2. against each zoo server, where a bug counts as *caught* when the checker finds a
-   violation, or when the server disconnected a bot that had done nothing wrong.
+   violation, or when the server disconnected a bot that had done nothing wrong, or
+   answered ``/users`` without the asker. A bug missed in the first run gets a second
+   run with another seed (races do not show every time); the correct server must
+   pass both runs.
 
 The result says which requirement passed, which failed and why, and the score,
 "caught k of n"::
@@ -118,6 +121,13 @@ def check(exercise_dir: str | Path, *, bugs: list[str] | None = None, seed: int 
         raise ValueError(f"no zoo server called {unknown[0]!r}")
     with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="hunt") as pool:
         verdicts = dict(zip([CORRECT, *names], pool.map(lambda name: hunt_one(scenario, name, seed), [CORRECT, *names]), strict=True))
+        # A race does not show in every run: a bug that went unnoticed gets another run,
+        # with another seed (and so does the correct server, which must pass both).
+        again = [name for name in names if verdicts[name] is None]
+        if again and verdicts[CORRECT] is None:
+            second = [CORRECT, *again]
+            for name, verdict in zip(second, pool.map(lambda name: hunt_one(scenario, name, seed + 1), second), strict=True):
+                verdicts[name] = verdicts[name] or verdict
     false_alarm = verdicts.pop(CORRECT)
     if false_alarm is not None:
         result.findings[CORRECT] = false_alarm

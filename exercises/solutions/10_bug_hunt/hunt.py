@@ -7,7 +7,7 @@ raises against a zoo server is that server's bug.
 
 from chatlab.swarm import Bot, Scenario, constant, poisson, task
 
-CONTESTED = ["alice", "Bob"]  # names the racers fight over
+CONTESTED = "alice"  # the one name the racers fight over
 
 
 class Chatter(Bot):
@@ -41,7 +41,7 @@ class Churner(Bot):
     """Comes and goes in every way: joins and leaves change the user list under the others' feet."""
 
     persona = "churner"
-    wait_time = poisson(8.0)
+    wait_time = poisson(3.0)
     rejoin = True
 
     @task(2)
@@ -52,6 +52,18 @@ class Churner(Bot):
     def leave_somehow(self):
         # silent-reset (reset), double-leave (quit), unlocked-roster (all of it, under broadcast)
         self.leave(self.rng.choice(["quit", "reset", "close"]))
+
+
+class Flooder(Bot):
+    """Broadcasts fifty short lines a second: the server is nearly always in the middle of
+    a broadcast, so a join or a leave that changes the user list lands inside one."""
+
+    persona = "flooder"
+    wait_time = constant(0.02)
+
+    @task()
+    def flood(self):
+        self.say("flood")  # unlocked-roster: "dictionary changed size during iteration"
 
 
 class Racer(Bot):
@@ -66,8 +78,7 @@ class Racer(Bot):
     rejoin = True
 
     def choose_name(self):
-        name = self.rng.choice(CONTESTED)
-        return name.upper() if self.rng.random() < 0.5 else name  # case-sensitive-names
+        return CONTESTED.upper() if self.rng.random() < 0.5 else CONTESTED  # case-sensitive-names
 
     @task()
     def give_it_back(self):
@@ -111,9 +122,9 @@ class Talker(Bot):
 
 
 scenario = Scenario(
-    mix={Chatter: 4, Churner: 3, Racer: 4, Talker: 2},
-    fixed={Hostile: 1, Frozen: 1},
-    bots=16,
+    mix={Chatter: 4, Churner: 3, Racer: 5, Talker: 2},
+    fixed={Hostile: 1, Frozen: 1, Flooder: 1},
+    bots=20,
     ramp_up=0.5,
     duration=3.0,
     description=__doc__,
