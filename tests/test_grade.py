@@ -96,7 +96,7 @@ def test_the_naive_server_fails_what_its_seed_bugs_break():
 def zoo_grades() -> dict[str, Grade]:
     """Every zoo server graded on the category its bug belongs to, three at a time."""
     def one(name: str) -> Grade:
-        return grade(command=ZOO_SERVER % name, categories=[ZOO[name].category])  # type: ignore[attr-defined]
+        return grade(command=ZOO_SERVER % name, categories=[ZOO[name].category])
 
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="zoo-grade") as pool:
         return dict(zip(ZOO, pool.map(one, ZOO), strict=True))
@@ -105,7 +105,7 @@ def zoo_grades() -> dict[str, Grade]:
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_the_grader_catches_every_zoo_bug_in_its_category(name, zoo_grades):
     result = zoo_grades[name]
-    category = ZOO[name].category  # type: ignore[attr-defined]
+    category = ZOO[name].category
     assert result.failed_categories() == {category}, result.scorecard()
     assert result.score < result.max_score
     assert result.score == expected_score(Rubric.load(), set(result.failed_checks()), [category])

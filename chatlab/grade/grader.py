@@ -282,6 +282,8 @@ def run_check(check: registry.Check, address: tuple[str, int], points: float, se
                 probe.close()
 
     started = time.monotonic()
+    # A daemon thread: if a check stays stuck even after its sockets are shut down,
+    # it must not keep the grader's process alive. Its sockets are closed in body().
     thread = threading.Thread(target=body, name=f"grade-{check.key}", daemon=True)
     thread.start()
     thread.join(check.timeout)

@@ -21,7 +21,7 @@ SWITCH_INTERVAL = 1e-6  # seconds between two forced thread switches (Python's d
 def _listing() -> str:
     width = max(len(name) for name in [CORRECT, *ZOO])
     rows = [f"{CORRECT:<{width}}  {'-':<12}  no bug: the correct server the others start from"]
-    rows += [f"{name:<{width}}  {cls.category:<12}  {cls.description}" for name, cls in ZOO.items()]  # type: ignore[attr-defined]
+    rows += [f"{name:<{width}}  {cls.category:<12}  {cls.description}" for name, cls in ZOO.items()]
     return f"{'name':<{width}}  {'caught by':<12}  the planted bug\n" + "\n".join(rows)
 
 

@@ -141,7 +141,8 @@ class Client:
 class ZooServer:
     """A correct thread-per-client server: ``with ZooServer(port=0) as server: server.address``."""
 
-    description = "the correct server every zoo server starts from"
+    description = "the correct server every zoo server starts from"  #: one line for ``--list``
+    category = ""  #: the ``chatlab grade`` category that catches the planted bug (none here)
 
     def __init__(
         self,

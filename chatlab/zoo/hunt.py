@@ -146,7 +146,7 @@ def check(exercise_dir: str | Path, *, bugs: list[str] | None = None, seed: int 
             result.caught.append(name)
             result.findings[name] = finding
     if result.missed:
-        hints = "\n".join(f"  {name}: {ZOO[name].description} (hint: think about {ZOO[name].category})"  # type: ignore[attr-defined]
+        hints = "\n".join(f"  {name}: {ZOO[name].description} (hint: think about {ZOO[name].category})"
                           for name in result.missed)
         message = f"{result.score}; these bugs went unnoticed:\n{hints}"
     else:
