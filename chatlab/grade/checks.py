@@ -709,7 +709,7 @@ def churn_scenario() -> Scenario:
 def load_grading_scenario(name: str) -> Scenario:
     """A scenario of ``bots/`` (or the churn mix), made short for grading."""
     scenario = churn_scenario() if name == "churn" else load_scenario(BOTS / f"{name}.py")
-    return dataclasses.replace(scenario, ramp_up=min(scenario.ramp_up, 0.3), drain=3.0)
+    return dataclasses.replace(scenario, ramp_up=min(scenario.ramp_up, 0.3), drain=5.0)
 
 
 def run_swarm(address: tuple[str, int], name: str, seed: int, *, bots: int, duration: float) -> str:
