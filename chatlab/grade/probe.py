@@ -59,6 +59,7 @@ class Peer:
         self._lines: deque[str] = deque()
         self.closed = False  #: the server ended the stream
         self.joined = False
+        self._named = False  # the first line sent is the name; the probe claims it
         self.received: list[str] = []  #: every line read so far, for transcripts
 
     # -- sending -------------------------------------------------------------------------
@@ -68,6 +69,9 @@ class Peer:
         self.send_bytes(protocol.encode_line(text))
 
     def send_bytes(self, data: bytes) -> None:
+        if not self._named:
+            self._named = True
+            self.probe.claim(data.split(b"\n", 1)[0].decode("utf-8", "replace"))
         try:
             self.sock.sendall(data)
         except OSError as error:
@@ -107,7 +111,9 @@ class Peer:
             self.closed = True
             return
         for frame in self._buffer.feed(data):
-            self._lines.append(frame.text if isinstance(frame, Line) else frame.data.decode("utf-8", "replace"))
+            text = frame.text if isinstance(frame, Line) else frame.data.decode("utf-8", "replace")
+            if not self.probe.about_someone_else(text):
+                self._lines.append(text)
 
     def expect(self, wanted: str, timeout: float = WAIT) -> None:
         """The next line must be exactly ``wanted``."""
@@ -184,11 +190,33 @@ class Probe:
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.address = address
-        # _lock guards _peers: the check's thread adds to it, and the grader's thread may
-        # abort() it when the check hangs.
+        # _lock guards _peers and _names: the check's threads add to them, and the
+        # grader's thread may abort() the peers when the check hangs.
         self._lock = threading.Lock()
         self._peers: list[Peer] = []
+        self._names: set[str] = set()  # casefolded names this check asked for (also under _lock)
         self._count = 0
+
+    def claim(self, name: str) -> None:
+        """Note a name this check asked for: notices about other names are not its business."""
+        with self._lock:
+            self._names.add(protocol.name_key(protocol.normalize_name(name)))
+
+    def about_someone_else(self, line: str) -> bool:
+        """True for ``* X joined`` or ``* X left`` about a name this check never asked for.
+
+        Checks share a server with the checks and swarms before them, whose users
+        leave when those end; their leave notices may still be on the way. Each check
+        uses names of its own, so it can tell those notices apart and skip them.
+        """
+        parsed = protocol.parse_server_line(line)
+        if not isinstance(parsed, protocol.Notice):
+            return False
+        subject = parsed.joined or parsed.left
+        if subject is None:
+            return False
+        with self._lock:
+            return protocol.name_key(subject) not in self._names
 
     def connect(self, label: str | None = None, receive_buffer: int | None = None) -> Peer:
         """A new connection whose welcome line has been read and checked."""
