@@ -405,6 +405,70 @@ def _run_ex(args: argparse.Namespace) -> int:
     return ex_main(args.exercises, args.ex_command, getattr(args, "exercise", None), getattr(args, "yes", False))
 
 
+# -- chatlab grade -------------------------------------------------------------------
+
+
+def _add_grade(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "grade",
+        help="grade a chat server against PROTOCOL.md: scorecard, results.json, report.html",
+        description=(
+            "Run the conformance checks against a chat server, by category, with points from a rubric. "
+            "Give a running server (--target), a command that starts one on {port} (--cmd: a fresh server "
+            "per category), or a folder of submissions (--batch, with --cmd run inside each). "
+            "Exit status: 0 with full marks, 1 otherwise, 2 on a usage error."
+        ),
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", type=_target, metavar="HOST:PORT", help="grade a server that is already running")
+    where.add_argument("--cmd", metavar="COMMAND", help='start the server with this command, e.g. "python server.py --port {port}" ({python} is this Python)')
+    where.add_argument("--list-checks", action="store_true", help="list the checks of the rubric and exit")
+    parser.add_argument("--batch", metavar="FOLDER", help="grade every subfolder of FOLDER with --cmd run inside it; write one CSV")
+    parser.add_argument("--rubric", metavar="FILE", help="points per check (TOML; default: the shipped rubric)")
+    parser.add_argument("--categories", metavar="A,B", help="grade only these categories (comma-separated)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for names and swarms (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    parser.add_argument("--html", metavar="FILE", default="report.html", help="write the HTML report here (default %(default)s)")
+    parser.add_argument("--out", metavar="FOLDER", default="grades", help="batch mode: folder for grades.csv and the reports (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(run=_run_grade)
+
+
+def _run_grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chatlab.grade import checks
+    from chatlab.grade.grader import GradeError, Rubric, grade, grade_batch
+
+    try:
+        rubric = Rubric.load(args.rubric)
+        categories = [word.strip() for word in args.categories.split(",") if word.strip()] if args.categories else None
+        if categories:
+            rubric = rubric.only(categories)
+        if args.list_checks:
+            known = checks.by_key()
+            for key, points in rubric.points.items():
+                print(f"{key:<32} {points:>4g}  {known[key].title}")
+            return 0
+        if args.batch:
+            if not args.cmd:
+                return _fail("grade", "--batch needs --cmd, the command that starts one submission's server")
+            csv_path = grade_batch(Path(args.batch), args.cmd, Path(args.out), rubric=rubric, seed=args.seed, progress=not args.quiet)
+            print(Path(csv_path).read_text(encoding="utf-8"), end="")
+            print(f"grades: {csv_path}")
+            return 0
+        result = grade(target=args.target, command=args.cmd, rubric=rubric, seed=args.seed, progress=not args.quiet)
+        result.write(args.json, args.html)
+    except GradeError as error:
+        print(f"chatlab grade: {error}", file=sys.stderr)
+        return 2
+    print(result.scorecard())
+    if args.json:
+        print(f"results: {args.json}")
+    print(f"report: {args.html}")
+    return 0 if result.score == result.max_score else 1
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -418,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatlab", description="chatlab: a lab kit for concurrent network programming.")
     parser.add_argument("--version", action="version", version=f"chatlab {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench, _add_sim, _add_ex):
+    for add in (_add_server, _add_client, _add_demo, _add_swarm, _add_bench, _add_sim, _add_ex, _add_grade):
         add(subparsers)
     return parser
 
