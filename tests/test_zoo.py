@@ -21,7 +21,6 @@ from chatlab.zoo.__main__ import main
 from chatlab.zoo.hunt import check
 
 EXERCISE = Path(__file__).resolve().parent.parent / "exercises" / "10_bug_hunt"
-SOLUTION = Path(__file__).resolve().parent.parent / "exercises" / "solutions" / "10_bug_hunt"
 
 
 def own_methods(cls: type) -> list[str]:
@@ -76,10 +75,9 @@ def test_a_zoo_server_runs_and_stops_on_sigterm():
 HUNT_SAMPLE = ["echo", "leaky-private", "silent-reset"]
 
 
-def test_the_hunt_solution_catches_every_bug_and_the_starter_fewer():
-    solution = check(SOLUTION)
-    assert solution.passed, "\n".join(requirement.message for requirement in solution.requirements)
-    assert solution.score == f"caught {len(ZOO)} of {len(ZOO)}"
+def test_the_hunt_starter_catches_fewer_and_says_which_got_away():
+    # That the solution catches all of them is tested with every exercise's solution,
+    # through the runner, in test_exercises.py.
     starter = check(EXERCISE, bugs=HUNT_SAMPLE)
     assert not starter.passed
     assert len(starter.caught) < len(HUNT_SAMPLE)
