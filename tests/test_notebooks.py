@@ -5,7 +5,7 @@ the virtualenv running the tests) at its default sizes, from the ``notebooks``
 folder as students open it. Two cells are added around it at test time: the first
 remembers which threads the kernel had, the last fails if the notebook left any
 thread of its own running (a server, a client's receiver, a simulator), after
-giving them a few seconds to finish. Every thread chatlab starts has a name; the
+giving them a few seconds (``grace``) to finish. Every thread chatlab starts has a name; the
 kernel itself may start anonymous daemon threads (``Thread-N``) mid-run, and
 those are not the notebook's.
 """
@@ -32,13 +32,14 @@ _threads_before = set(_threading.enumerate())
 
 AFTER = """\
 import re as _re, threading as _threading, time as _time
-_deadline = _time.monotonic() + 5.0
+def _ours(thread):
+    # every thread chatlab starts is named; the kernel may start anonymous daemons (Thread-N) of its own
+    return not thread.daemon or not _re.fullmatch(r"Thread-\\d+( \\(.*\\))?", thread.name)
+_deadline = _time.monotonic() + {grace}
 for _thread in set(_threading.enumerate()) - _threads_before:
-    _thread.join(max(0.0, _deadline - _time.monotonic()))
-_left = sorted(
-    _t.name for _t in set(_threading.enumerate()) - _threads_before
-    if _t.is_alive() and (not _t.daemon or not _re.fullmatch(r"Thread-\\d+( \\(.*\\))?", _t.name))
-)
+    if _ours(_thread):
+        _thread.join(max(0.0, _deadline - _time.monotonic()))
+_left = sorted(_t.name for _t in set(_threading.enumerate()) - _threads_before if _t.is_alive() and _ours(_t))
 assert not _left, f"threads still running at the end of the notebook: {_left}"
 """
 
@@ -77,18 +78,33 @@ def test_notebook_is_committed_clean(path: Path) -> None:
     assert "exercises/" in "".join(cell.source for cell in notebook.cells), f"{path.name}: no pointer to an exercise"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs_and_leaves_nothing_running(path: Path) -> None:
-    notebook = _load(path)
+def _execute(notebook: nbformat.NotebookNode, grace: float = 5.0) -> None:
+    """Run ``notebook`` in a fresh python3 kernel from the notebooks folder, between the two thread-check cells."""
     notebook.cells.insert(0, nbformat.v4.new_code_cell(BEFORE))
-    notebook.cells.append(nbformat.v4.new_code_cell(AFTER))
+    notebook.cells.append(nbformat.v4.new_code_cell(AFTER.replace("{grace}", repr(grace))))
     client = NotebookClient(
         notebook,
         kernel_name="python3",
         timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
     )
+    client.execute()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs_and_leaves_nothing_running(path: Path) -> None:
     try:
-        client.execute()
+        _execute(_load(path))
     except CellExecutionError as error:
         pytest.fail(f"{path.name} failed:\n{error}")
+
+
+def test_a_server_left_running_is_caught() -> None:
+    """The thread check is not a formality: a notebook that never stops its server fails it."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from chatlab.server import ChatServer\n"
+        "server = ChatServer(host='127.0.0.1', port=0).start()\n"
+        "_threading = None  # a notebook may even shadow the check's names\n"
+    )])
+    with pytest.raises(CellExecutionError, match="threads still running.*accept"):
+        _execute(notebook, grace=0.5)
