@@ -1,7 +1,7 @@
 """The walkthrough notebooks: committed clean, and each one runs top to bottom in a real kernel.
 
 Each notebook is executed with nbclient in a ``python3`` kernel (the ipykernel of
-the virtualenv running the tests) at its default sizes, from the ``notebooks``
+the virtualenv running the tests, which the first added cell checks) at its default sizes, from the ``notebooks``
 folder as students open it. Two cells are added around it at test time: the first
 remembers which threads the kernel had, the last fails if the notebook left any
 thread of its own running (a server, a client's receiver, a simulator), after
@@ -13,6 +13,7 @@ those are not the notebook's.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -26,7 +27,8 @@ EXPECTED = ["01_tour", "02_seed_bugs", "03_latency", "04_fairness", "05_network"
 CELL_TIMEOUT_S = 120  # a generous bound on one cell, so a hung server fails the test instead of hanging it
 
 BEFORE = """\
-import threading as _threading
+import sys as _sys, threading as _threading
+assert _sys.prefix == {prefix}, f"the kernel runs in {{_sys.prefix}}, not in the tests' environment {prefix}"
 _threads_before = set(_threading.enumerate())
 """
 
@@ -80,7 +82,7 @@ def test_notebook_is_committed_clean(path: Path) -> None:
 
 def _execute(notebook: nbformat.NotebookNode, grace: float = 5.0) -> None:
     """Run ``notebook`` in a fresh python3 kernel from the notebooks folder, between the two thread-check cells."""
-    notebook.cells.insert(0, nbformat.v4.new_code_cell(BEFORE))
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(BEFORE.format(prefix=repr(sys.prefix))))
     notebook.cells.append(nbformat.v4.new_code_cell(AFTER.replace("{grace}", repr(grace))))
     client = NotebookClient(
         notebook,
