@@ -41,7 +41,7 @@ lab: $(VENV)/.notebooks
 	$(BIN)/jupyter lab notebooks/
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check chatlab tests
+	$(BIN)/ruff check chatlab tests notebooks
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
