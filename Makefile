@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean notebooks lab
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(INSTALLED): pyproject.toml
@@ -24,8 +24,24 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# The walkthroughs, executed top to bottom at their default sizes: executed copies and
+# HTML pages to hand out land in build/notebooks/.
+notebooks: $(INSTALLED)
+	mkdir -p build/notebooks
+	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=python3 \
+		--ExecutePreprocessor.timeout=300 --output-dir build/notebooks notebooks/*.ipynb
+	$(BIN)/jupyter nbconvert --to html --output-dir build/notebooks build/notebooks/*.ipynb
+
+# JupyterLab on the walkthroughs (the `notebooks` extra is installed the first time).
+$(VENV)/.notebooks: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
+	touch $(VENV)/.notebooks
+
+lab: $(VENV)/.notebooks
+	$(BIN)/jupyter lab notebooks/
+
 lint: $(INSTALLED)
-	$(BIN)/ruff check chatlab tests exercises
+	$(BIN)/ruff check chatlab tests exercises notebooks
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
