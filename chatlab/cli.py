@@ -271,7 +271,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clients", type=_counts, help="client counts for every chosen workload, such as 10,200,1000 (default: each workload's own)")
     parser.add_argument("--repeat", type=_positive_int, help="repetitions per cell; the median is reported (default 3)")
     parser.add_argument("--duration", type=_positive_float, help="seconds of steady load per repetition (default 5)")
-    parser.add_argument("--workers", type=_positive_int, help="load-generating processes (default: 1 up to 50 clients, else 2)")
+    parser.add_argument("--workers", type=_positive_int, help="load-generating processes (default: 1 up to 200 clients, else 2)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the send schedules (default %(default)s)")
     parser.add_argument("--out", help="folder for bench.json, bench.md and the charts (default: runs/bench-TIME)")
     parser.set_defaults(run=_run_bench)

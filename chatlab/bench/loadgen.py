@@ -23,9 +23,9 @@ Probes and bulk readers
 At 200,000 deliveries a second, reading every line the moment it lands would cost
 the harness one ``recv()`` per line: more CPU than the server it measures. So only
 a few clients, the *probes*, read as soon as data arrives and time every line; the
-others, the *bulk readers*, are read every few milliseconds, in big gulps, and only
-counted (they lose nothing, and they read often enough that no socket buffer
-fills). Every probe receives every other client's lines, so the probes' latencies
+others, the *bulk readers*, are read every 20 ms (5 ms at saturation), in big
+gulps, and only counted (they lose nothing, and they read often enough that no
+socket buffer fills). Every probe receives every other client's lines, so the probes' latencies
 are an unbiased sample of all deliveries.
 
 Saturation is the exception: every client sends rounds of lines as fast as the
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
 RECV_SIZE = 262144  # bytes per recv(); large, to keep the number of calls down
-BULK_INTERVAL_NS = 5_000_000  # bulk readers are read every 5 ms
+BULK_INTERVAL = {"poisson": 0.02, "saturate": 0.005, "idle": 0.02}  # seconds between two reads of the bulk readers
 CONNECT_TIMEOUT = 20.0  # seconds for every client of a worker to connect and be greeted
 SharedCounters = MutableSequence[int]  # a multiprocessing.Array("q", ...) in practice
 _PLANNED = re.compile(rb": (\d{10,}) ")  # the planned time (ns) right after "sender: "
@@ -149,8 +149,9 @@ class _Loop:
         self.plan = plan
         self.clients = clients
         self.selector = selectors.DefaultSelector()  # the probes: waited on
-        self.bulk = selectors.DefaultSelector()  # the bulk readers: polled every BULK_INTERVAL_NS
+        self.bulk = selectors.DefaultSelector()  # the bulk readers: polled every BULK_INTERVAL
         self.next_bulk_ns = 0
+        self.bulk_interval_ns = int(BULK_INTERVAL[plan.mode] * 1e9)
         for index, client in enumerate(clients):
             (self.selector if client.probe else self.bulk).register(client.sock, selectors.EVENT_READ, index)
         self.outcome = Outcome(connected=len(clients))
@@ -163,7 +164,7 @@ class _Loop:
         """Wait up to ``timeout`` s for the probes' data and read it; read the bulk readers when due."""
         now = time.monotonic_ns()
         if now >= self.next_bulk_ns:
-            self.next_bulk_ns = now + BULK_INTERVAL_NS
+            self.next_bulk_ns = now + self.bulk_interval_ns
             self._read(self.bulk.select(0))
         timeout = min(timeout, (self.next_bulk_ns - now) / 1e9)
         self._read(self.selector.select(max(0.0, timeout)))

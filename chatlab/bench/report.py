@@ -62,9 +62,16 @@ def targets(cells: Sequence[Cell]) -> list[Target]:
         mine, theirs = _find(cells, "reference", workload, clients), _find(cells, "asyncio", workload, clients)
         reference, other = _value(mine, "p99_ms"), _value(theirs, "p99_ms")
         loss = _value(mine, "loss")
+        detail = ""
+        if reference is None and mine is not None and mine.runs and not all(run.failed for run in mine.runs):
+            # A late harness only ever adds to latency: the reference's figure is then an
+            # upper bound, still good enough to show that it is no worse than the twin's.
+            reference, loss = mine.median.get("p99_ms"), mine.median.get("loss")
+            detail = "the reference's cell was harness-bound, so its p99 is an upper bound"
         ratio = reference / other if reference is not None and other else None
         met = None if ratio is None else ratio <= 1.0 and loss == 0
-        detail = "" if loss in (None, 0) else f"reference lost {loss:.3%}"
+        if loss not in (None, 0):
+            detail = "; ".join(filter(None, [detail, f"reference lost {loss:.3%}"]))
         found.append(Target(f"p99 at {workload} N={clients}", "reference p99 <= asyncio p99, no loss", reference, other, ratio, met, detail))
     for clients in (50, 200, 1000):
         reference = _value(_find(cells, "reference", "saturate", clients), "deliveries_per_s")

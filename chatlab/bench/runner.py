@@ -34,7 +34,7 @@ KNEE_P99_MS = 100.0  # the sweep stops once p99 passes this
 FIXED_DELIVERIES = 20_000  # deliveries per second in the "fixed" workload
 WINDOW_LINES_PER_CLIENT = 4000  # saturate: lines in flight per recipient (about 440 KB)...
 WINDOW_LINES = 1_000_000  # ...and in all, so that what is in flight drains in seconds
-PROBES = 32  # clients that time every line they receive; the others are read in bulk and counted
+PROBES = 16  # clients that time every line they receive; the others are read in bulk and counted
 
 #: Harness limits. A run was limited by the harness, not the server, when the busiest
 #: load process used more than HARNESS_CPU_SHARE of a core, or when its sends left

@@ -68,7 +68,7 @@ class Matrix:
     )
     repeat: int = 3
     duration: float = 5.0  #: seconds of steady load per repetition
-    workers: int | None = None  #: load processes; None picks 1 up to 50 clients, else 2
+    workers: int | None = None  #: load processes; None picks 1 up to 200 clients, else 2
     seed: int = 1
 
     @classmethod
@@ -97,7 +97,7 @@ class Matrix:
     def workers_for(self, clients: int) -> int:
         if self.workers is not None:
             return min(self.workers, clients)
-        return 1 if clients <= 50 else 2
+        return 1 if clients <= 200 else 2
 
 
 def run_matrix(matrix: Matrix, log_dir: Path | None = None, progress: Callable[[str], None] = lambda text: None) -> list[Cell]:
