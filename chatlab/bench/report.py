@@ -212,6 +212,14 @@ def _log_axes(axes: Axes, x: bool = True) -> None:
     axes.yaxis.set_minor_formatter(_PLAIN)
     if not axes.lines:
         axes.text(0.5, 0.5, "not measured in this run", transform=axes.transAxes, ha="center", va="center", color="gray")
+        axes.set_ylim(1, 10)  # an empty log axis has no range of its own
+        if x:
+            axes.set_xlim(1, 10)
+        return
+    for name, values in (("x", [v for line in axes.lines for v in line.get_xdata()]), ("y", [v for line in axes.lines for v in line.get_ydata()])):
+        low, high = min(values), max(values)
+        if low == high and low > 0:  # one point: give the log scale a decade around it
+            getattr(axes, f"set_{name}lim")(low / 3, high * 3)
 
 
 def _servers(cells: Sequence[Cell]) -> list[str]:
