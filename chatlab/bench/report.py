@@ -178,7 +178,8 @@ def markdown(cells: Sequence[Cell], found: Sequence[Target], meta: dict[str, obj
         "",
         "## Knees (highest offered load with p99 under 100 ms)",
         "",
-        *[f"- {server}: {_number(load, 0) if load else 'none of the steps'} deliveries/s" for server, load in knees(cells).items()],
+        *([f"- {server}: {_number(load, 0) if load else 'none of the steps'} deliveries/s" for server, load in knees(cells).items()]
+          or ["- not measured in this run"]),
         "",
         "## Cells (medians of the repetitions)",
         "",
